@@ -1,0 +1,125 @@
+"""On-disk artifacts: checkpoints, HDF5 sets, JSON records. Everything is written under a temporary
+name and renamed when complete, so a killed job never leaves a file that looks finished."""
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from bdl import BDLError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary sibling of ``path``; on success it replaces ``path``, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(o):
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, (np.ndarray, torch.Tensor)):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o)}")
+
+
+def save_checkpoint(path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path, kind: str | None = None) -> dict:
+    """Load with ``weights_only=True``: a file carrying code is refused, never executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise BDLError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BDLError(f"{path}: not a loadable bdl checkpoint ({first[:160]})") from None
+    if not isinstance(state, dict) or "model" not in state or "kind" not in state:
+        raise BDLError(f"{path}: not a bdl checkpoint (no 'model'/'kind' entries)")
+    if kind is not None and state["kind"] != kind:
+        raise BDLError(f"{path}: a {state['kind']} checkpoint, expected a {kind}")
+    return state
+
+
+def load_weights(module: torch.nn.Module, state_dict: dict, path, what: str = "model") -> None:
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[0]
+        raise BDLError(f"{path}: {what} weights do not fit this architecture ({detail[:160]})") from None
+
+
+class H5Writer:
+    """Fixed-size HDF5 datasets filled one batch at a time; memory holds one batch, never the set."""
+
+    def __init__(self, path, length: int, arrays: dict, attrs: dict | None = None):
+        self.path, self.length = Path(path), length
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self.file = h5py.File(tmp, "w")
+        for name, (shape, dtype) in arrays.items():
+            chunk = (1, *shape) if shape else None
+            self.file.create_dataset(name, (length, *shape), dtype=dtype, chunks=chunk,
+                                     compression="lzf" if shape else None)
+        self.file.create_dataset("names", (length,), dtype=h5py.string_dtype())
+        for k, v in (attrs or {}).items():
+            self.file.attrs[k] = v if isinstance(v, (int, float, str, np.ndarray)) else json.dumps(v)
+
+    def write(self, start: int, names, **arrays) -> None:
+        end = start + len(names)
+        self.file["names"][start:end] = list(names)
+        for k, v in arrays.items():
+            self.file[k][start:end] = v
+
+    def set_attr(self, key, value) -> None:
+        self.file.attrs[key] = value
+
+    def close(self, ok: bool = True) -> None:
+        self.file.close()
+        if ok:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self._ctx.__exit__(BDLError, BDLError("aborted"), None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(ok=exc_type is None)
+        return False
+
+
+def names_hash(names) -> str:
+    """A short fingerprint of an ordered image list, stored so consumers can check they match."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def read_attrs(path) -> dict:
+    with h5py.File(path, "r") as f:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}

@@ -1,0 +1,66 @@
+"""Helpers for the stage scripts: shared flags, and turning user errors into one-line messages."""
+
+import argparse
+import sys
+import traceback
+
+from bdl import BDLError
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result on CPU")
+
+
+def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
+    """Parse, run ``main(args)``; a BDLError becomes ``error: <message>`` on one line and exit code 2."""
+    args = parser.parse_args(argv)
+    try:
+        main(args)
+    except BDLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # an internal bug: keep the traceback, it is what a bug report needs
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def positive_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def probability(text: str) -> float:
+    v = float(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v
+
+
+def add_dataset_args(p: argparse.ArgumentParser, prefix: str, what: str) -> None:
+    """``--<prefix>-format/-root/-list/-label-map/-size`` describing one domain's data on disk."""
+    g = p.add_argument_group(f"{prefix} data ({what})")
+    g.add_argument(f"--{prefix}-format", choices=("gta5", "cityscapes", "synthia", "list"), help="on-disk layout")
+    g.add_argument(f"--{prefix}-root", help="dataset root folder")
+    g.add_argument(f"--{prefix}-list", default=None, help="optional list file of images (gta5, synthia, list)")
+    g.add_argument(f"--{prefix}-label-map", default=None, help="'id trainId' table for format 'list'")
+    g.add_argument(f"--{prefix}-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="resize images (bilinear) and labels (nearest) to W H on load")
+
+
+def dataset_spec(args, prefix: str, split: str = "train"):
+    from bdl.data.readers import DatasetSpec
+
+    fmt, root = getattr(args, f"{prefix}_format"), getattr(args, f"{prefix}_root")
+    if not fmt or not root:
+        raise BDLError(f"--{prefix}-format and --{prefix}-root are required for this mode")
+    return DatasetSpec(fmt, root, split, getattr(args, f"{prefix}_list"), getattr(args, f"{prefix}_label_map"))

@@ -1,0 +1,158 @@
+"""Torch datasets over reader samples and HDF5 artifacts, with paired transforms.
+
+Images stay uint8 (3xHxW) until they reach the device, which keeps worker-to-main transfers small;
+labels are resized with nearest neighbour so no class is invented at boundaries, and padding uses 255.
+"""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from bdl import BDLError
+
+from bdl.data.labels import IGNORE
+from bdl.data.readers import Sample, read_image
+
+
+def resize_pair(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None):
+    if size is None or (image.shape[1], image.shape[0]) == tuple(size):
+        return image, label
+    image = np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+    if label is not None:
+        label = np.asarray(Image.fromarray(label).resize(tuple(size), Image.NEAREST))
+    return image, label
+
+
+def random_crop_flip(image: torch.Tensor, label: torch.Tensor | None, crop, flip: bool, gen: torch.Generator):
+    """Crop (padding labels with 255 when the image is smaller) and horizontal flip, drawn from ``gen``."""
+    if crop is not None:
+        cw, ch = crop
+        _, h, w = image.shape
+        if h < ch or w < cw:
+            ph, pw = max(ch - h, 0), max(cw - w, 0)
+            image = torch.nn.functional.pad(image, (0, pw, 0, ph))
+            if label is not None:
+                label = torch.nn.functional.pad(label, (0, pw, 0, ph), value=IGNORE)
+            h, w = h + ph, w + pw
+        y = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+        x = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+        image = image[:, y:y + ch, x:x + cw]
+        if label is not None:
+            label = label[y:y + ch, x:x + cw]
+    if flip and bool(torch.rand((), generator=gen) < 0.5):
+        image = image.flip(-1)
+        if label is not None:
+            label = label.flip(-1)
+    return image, label
+
+
+class _Augmenting(Dataset):
+    def __init__(self, crop=None, flip=False, seed=0):
+        self.crop, self.flip, self.seed = (tuple(crop) if crop else None), flip, seed
+        self.epoch = 0
+
+    def _augment(self, index, image, label):
+        # Seeded per (seed, epoch, index): the same config sees the same crops whatever the worker count.
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 100_003 + index)
+        return random_crop_flip(image, label, self.crop, self.flip, gen)
+
+
+class SegmentationDataset(_Augmenting):
+    """Reader samples -> {'image': uint8 3xHxW, 'label': int64 HxW (if labelled), 'index': i}."""
+
+    def __init__(self, samples: list[Sample], decode_label=None, size=None, crop=None, flip=False, seed=0):
+        super().__init__(crop, flip, seed)
+        self.samples, self.decode_label = samples, decode_label
+        self.size = tuple(size) if size else None
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        s = self.samples[i]
+        image = read_image(s.image)
+        label = self.decode_label(s.label) if (s.label is not None and self.decode_label) else None
+        image, label = resize_pair(image, label, self.size)
+        image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)
+        label_t = torch.from_numpy(label.astype(np.int64)) if label is not None else None
+        image_t, label_t = self._augment(i, image_t, label_t)
+        out = {"image": image_t.contiguous(), "index": i}
+        if label_t is not None:
+            out["label"] = label_t.contiguous()
+        return out
+
+
+class H5SegmentationDataset(_Augmenting):
+    """A translated set or pseudo-label set on disk; ``label_key`` picks the label array."""
+
+    def __init__(self, path: Path, image_key="images", label_key="labels", crop=None, flip=False, seed=0,
+                 images_from: "Dataset | None" = None):
+        super().__init__(crop, flip, seed)
+        self.path, self.image_key, self.label_key = Path(path), image_key, label_key
+        self.images_from = images_from
+        with h5py.File(self.path, "r") as f:
+            self.length = len(f[label_key])
+        self._file = None
+
+    def __len__(self):
+        return self.length
+
+    def _h5(self):
+        if self._file is None:  # opened lazily so each DataLoader worker has its own handle
+            self._file = h5py.File(self.path, "r")
+        return self._file
+
+    def __getitem__(self, i):
+        f = self._h5()
+        if self.images_from is not None:
+            image_t = self.images_from[i]["image"]
+        else:
+            image_t = torch.from_numpy(f[self.image_key][i]).permute(2, 0, 1)
+        label_t = torch.from_numpy(f[self.label_key][i].astype(np.int64))
+        image_t, label_t = self._augment(i, image_t, label_t)
+        return {"image": image_t.contiguous(), "label": label_t.contiguous(), "index": i}
+
+
+class EpochSampler(Sampler):
+    """Order fixed by (seed, epoch), with an offset: a resumed run sees exactly the batches it would have."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int):
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.epoch, self.offset = 0, 0
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        return iter(order[self.offset:].tolist())
+
+    def __len__(self):
+        return self.n - self.offset
+
+
+def make_loader(dataset, batch_size, shuffle, workers, seed=0, drop_last=False):
+    if drop_last and len(dataset) < batch_size:
+        raise BDLError(f"{len(dataset)} images cannot fill one batch of {batch_size}; lower the batch size")
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle, seed),
+                      num_workers=workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                      # not persistent: workers must see the epoch that infinite() sets on the dataset
+                      persistent_workers=False)
+
+
+def infinite(loader, start_step: int = 0):
+    """Cycle a loader forever from batch ``start_step``; each pass is a new epoch (order and augmentation)."""
+    sampler = loader.sampler
+    per_epoch = max(len(range(0, sampler.n - loader.batch_size + 1, loader.batch_size)) if loader.drop_last
+                    else -(-sampler.n // loader.batch_size), 1)
+    epoch, skip = divmod(start_step, per_epoch)
+    while True:
+        sampler.epoch, sampler.offset = epoch, skip * loader.batch_size
+        if hasattr(loader.dataset, "epoch"):
+            loader.dataset.epoch = epoch
+        yield from loader
+        epoch, skip = epoch + 1, 0

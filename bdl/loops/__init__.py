@@ -1,0 +1,1 @@
+"""Training and inference loops the stage scripts call."""

@@ -1,0 +1,126 @@
+"""Training F (source -> target look) and F_inv with Eq. 2: LSGAN + cycle + identity + perceptual through M.
+
+Names follow CycleGAN: A is the source domain, B the target; F = G_AB, F_inv = G_BA.
+"""
+
+import itertools
+
+import torch
+
+from bdl.data.datasets import infinite
+from bdl.losses import GANLoss, cycle_l1, perceptual
+from bdl.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
+from bdl.training import LossLog, Resumable, check_finite, progress
+
+
+def to_gan(images: torch.Tensor, device) -> torch.Tensor:
+    """uint8 -> [-1, 1], the generator's range."""
+    return images.to(device, non_blocking=True).float().div_(127.5).sub_(1)
+
+
+def gan_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], the segmenter's input range."""
+    return (x + 1) * 0.5
+
+
+def build_translator(arch: dict):
+    return (ResnetGenerator(arch["ngf"], arch["n_blocks"]), ResnetGenerator(arch["ngf"], arch["n_blocks"]))
+
+
+def linear_decay(step: int, total: int, decay_start: int) -> float:
+    """Constant learning rate until ``decay_start``, then linearly to zero (CycleGAN's schedule)."""
+    if step < decay_start:
+        return 1.0
+    return max(0.0, 1.0 - (step - decay_start) / max(total - decay_start, 1))
+
+
+def train_translator(arch, source_loader, target_loader, segmenter, cfg, device, resumable: Resumable,
+                     stage="train_translator"):
+    F_ab, F_ba = (g.to(device).train() for g in build_translator(arch))
+    D_a = PatchDiscriminator(cfg.ndf).to(device).train()
+    D_b = PatchDiscriminator(cfg.ndf).to(device).train()
+    opt_g = torch.optim.Adam(itertools.chain(F_ab.parameters(), F_ba.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(itertools.chain(D_a.parameters(), D_b.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    pool_a, pool_b = ImagePool(cfg.pool_size, gen), ImagePool(cfg.pool_size, gen)
+    gan = GANLoss(cfg.gan_mode)
+    use_per = segmenter is not None and (cfg.lambda_per > 0 or cfg.lambda_per_recon > 0)
+    if use_per:  # M is a fixed judge of semantics here: eval mode, no gradient into its weights
+        segmenter.to(device).eval()
+        for p in segmenter.parameters():
+            p.requires_grad_(False)
+
+    log, start = LossLog(), 0
+    state = resumable.load()
+    if state is not None:
+        F_ab.load_state_dict(state["model"])
+        F_ba.load_state_dict(state["model_inv"])
+        D_a.load_state_dict(state["D_A"])
+        D_b.load_state_dict(state["D_B"])
+        opt_g.load_state_dict(state["optimizer"])
+        opt_d.load_state_dict(state["optimizer_D"])
+        pool_a.load_state_dict(state["pool_A"], device)
+        pool_b.load_state_dict(state["pool_B"], device)
+        gen.set_state(state["pool_rng"])
+        log, start = LossLog(state["log"]), int(state["step"])
+
+    a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
+    bar = progress(total=cfg.iterations, desc=stage)
+    bar.update(start)
+    for step in range(start, cfg.iterations):
+        scale = linear_decay(step, cfg.iterations, cfg.decay_start)
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * scale
+        real_A = to_gan(next(a_iter)["image"], device)
+        real_B = to_gan(next(b_iter)["image"], device)
+
+        for p in itertools.chain(D_a.parameters(), D_b.parameters()):
+            p.requires_grad_(False)
+        opt_g.zero_grad(set_to_none=True)
+        fake_B, fake_A = F_ab(real_A), F_ba(real_B)
+        rec_A, rec_B = F_ba(fake_B), F_ab(fake_A)
+        losses = {
+            "gan": gan(D_b(fake_B), True) + gan(D_a(fake_A), True),
+            "cycle": cycle_l1(rec_A, real_A) + cycle_l1(rec_B, real_B),
+        }
+        total = cfg.lambda_gan * losses["gan"] + cfg.lambda_cycle * losses["cycle"]
+        if cfg.lambda_idt > 0:
+            losses["idt"] = cycle_l1(F_ab(real_B), real_B) + cycle_l1(F_ba(real_A), real_A)
+            total = total + cfg.lambda_idt * cfg.lambda_cycle * losses["idt"]
+        if use_per:
+            unit_A, unit_B = gan_to_unit(real_A), gan_to_unit(real_B)
+            with torch.no_grad():
+                logits_A, logits_B = segmenter(unit_A), segmenter(unit_B)
+            losses["per"] = (perceptual(segmenter, unit_A, gan_to_unit(fake_B), logits_A)
+                             + perceptual(segmenter, unit_B, gan_to_unit(fake_A), logits_B))
+            losses["per_recon"] = (perceptual(segmenter, unit_A, gan_to_unit(rec_A), logits_A)
+                                   + perceptual(segmenter, unit_B, gan_to_unit(rec_B), logits_B))
+            total = total + cfg.lambda_per * losses["per"] + cfg.lambda_per_recon * losses["per_recon"]
+        check_finite(stage, step, losses)
+        total.backward()
+        opt_g.step()
+
+        for p in itertools.chain(D_a.parameters(), D_b.parameters()):
+            p.requires_grad_(True)
+        opt_d.zero_grad(set_to_none=True)
+        old_B, old_A = pool_b.query(fake_B), pool_a.query(fake_A)
+        d_loss = 0.5 * (gan(D_b(real_B), True) + gan(D_b(old_B), False)) \
+            + 0.5 * (gan(D_a(real_A), True) + gan(D_a(old_A), False))
+        d_loss.backward()
+        opt_d.step()
+        losses["D"] = d_loss
+        check_finite(stage, step, {"D": d_loss})
+
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.iterations:
+            log.add(step + 1, {k: v.item() for k, v in losses.items()} | {"lr": cfg.lr * scale})
+            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+        bar.update(1)
+        if resumable.due(step + 1) and step + 1 < cfg.iterations:
+            resumable.save({
+                "kind": "partial", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
+                "D_A": D_a.state_dict(), "D_B": D_b.state_dict(), "optimizer": opt_g.state_dict(),
+                "optimizer_D": opt_d.state_dict(), "pool_A": pool_a.state_dict(), "pool_B": pool_b.state_dict(),
+                "pool_rng": gen.get_state(), "step": step + 1, "log": log.rows})
+    bar.close()
+    return F_ab, F_ba, log

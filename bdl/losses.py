@@ -1,0 +1,53 @@
+"""The loss terms of BDL's three objectives (Eq. 1-3 of the paper)."""
+
+import torch
+import torch.nn.functional as F
+
+from bdl.data.labels import IGNORE
+
+
+def seg_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel cross-entropy; 255 is ignored. A batch with no labelled pixel contributes zero, not NaN."""
+    if not bool((target != IGNORE).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, ignore_index=IGNORE)
+
+
+def bce_adv(d_logits: torch.Tensor, domain: float) -> torch.Tensor:
+    """Output-space adversarial BCE; domain label 0 = source, 1 = target (as the reference code)."""
+    return F.binary_cross_entropy_with_logits(d_logits, torch.full_like(d_logits, domain))
+
+
+class GANLoss:
+    """LSGAN ('lsgan': least squares to 1/0) or vanilla BCE ('vanilla') on discriminator outputs."""
+
+    def __init__(self, mode: str = "lsgan"):
+        if mode not in ("lsgan", "vanilla"):
+            raise ValueError(f"unknown GAN loss '{mode}'")
+        self.mode = mode
+
+    def __call__(self, prediction: torch.Tensor, is_real: bool) -> torch.Tensor:
+        target = torch.full_like(prediction, 1.0 if is_real else 0.0)
+        if self.mode == "lsgan":
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+def cycle_l1(reconstructed: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(reconstructed, real)
+
+
+def instance_norm_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-image, per-class normalisation: the perceptual loss compares layouts, not confidence scales."""
+    return F.instance_norm(logits)
+
+
+def perceptual(segmenter, real01: torch.Tensor, other01: torch.Tensor, real_logits: torch.Tensor | None = None):
+    """MSE between instance-normalised logits of M(real) and M(other); M is frozen, gradients reach ``other``.
+
+    Inputs are images in [0, 1]. ``real_logits`` lets callers reuse M(real) across the two terms.
+    """
+    if real_logits is None:
+        with torch.no_grad():
+            real_logits = segmenter(real01)
+    return F.mse_loss(instance_norm_logits(segmenter(other01)), instance_norm_logits(real_logits))

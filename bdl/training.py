@@ -1,0 +1,121 @@
+"""What every training stage shares: device, seeds, poly schedule, checkpoint/resume, loss log, NaN guard."""
+
+import csv
+import hashlib
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bdl import BDLError
+from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BDLError(f"device '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_torch(device: torch.device, threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:
+    return base * (1 - step / max(max_steps, 1)) ** power
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+def args_fingerprint(args: dict, ignore=("threads", "device", "workers", "checkpoint_every", "log_every")) -> str:
+    """A hash of the settings that change results; resuming is allowed only into the same fingerprint."""
+    kept = {k: v for k, v in sorted(args.items()) if k not in ignore and k != "out"}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_finite(stage: str, step: int, losses: dict) -> None:
+    for name, value in losses.items():
+        v = float(value.detach()) if hasattr(value, "detach") else float(value)
+        if not math.isfinite(v):
+            raise BDLError(f"{stage}: loss '{name}' became {v} at step {step}; "
+                           "the last good checkpoint is kept, lower the learning rate or check the data")
+
+
+class Resumable:
+    """The in-progress checkpoint of one stage: ``<out>.partial.pt`` beside the final artifact.
+
+    Snakemake removes a failed job's outputs but not this file, so a rerun continues from it.
+    """
+
+    def __init__(self, out: Path, args: dict, every: int):
+        self.out = Path(out)
+        self.path = self.out.with_name(self.out.name + ".partial.pt")
+        self.every = max(int(every), 0)
+        self.fingerprint = args_fingerprint(args)
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = load_checkpoint(self.path)
+        if state.get("fingerprint") != self.fingerprint:
+            print(f"[resume] {self.path}: made with other settings; starting from step 0", file=sys.stderr)
+            return None
+        print(f"[resume] {self.path}: resuming at step {state['step']}", file=sys.stderr)
+        return state
+
+    def due(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def save(self, state: dict) -> None:
+        state["fingerprint"] = self.fingerprint
+        save_checkpoint(self.path, state)
+
+    def finish(self) -> None:
+        if self.path.exists():
+            self.path.unlink()
+
+
+class LossLog:
+    """Rows of (step, loss terms...) in memory and in the checkpoint; written as TSV at the end."""
+
+    def __init__(self, rows: list | None = None):
+        self.rows = list(rows or [])
+
+    def add(self, step: int, losses: dict) -> None:
+        self.rows.append({"step": step, **{k: float(v) for k, v in losses.items()}})
+
+    def write(self, path) -> None:
+        keys = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, keys, delimiter="\t", restval="")
+            w.writeheader()
+            w.writerows(self.rows)
+
+
+def progress(iterable=None, total=None, desc=""):
+    from tqdm import tqdm
+
+    # Under Snakemake stderr is a log file: update rarely so the log stays readable.
+    interactive = sys.stderr.isatty()
+    return tqdm(iterable, total=total, desc=desc, mininterval=0.5 if interactive else 30, file=sys.stderr,
+                dynamic_ncols=interactive, ascii=not interactive)

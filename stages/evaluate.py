@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Evaluate a segmenter on the labelled target val set: mIoU (19, 16, 13 classes), per-class IoU and pixel
+accuracy as JSON, and colour PNGs (image | prediction | ground truth) for the first few images."""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, run  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
+    add_dataset_args(p, "target", "labelled evaluation images")
+    p.add_argument("--split", default="val", help="split to evaluate (Cityscapes layout)")
+    p.add_argument("--predictions", help="folder for colour prediction PNGs")
+    p.add_argument("--num-predictions", type=int, default=4)
+    add_runtime_args(p)
+    p.add_argument("--out", required=True, help="metrics (.json)")
+    return p
+
+
+def main(args):
+    from bdl.artifacts import load_checkpoint, write_json
+    from bdl.data.datasets import SegmentationDataset
+    from bdl.data.labels import colorize
+    from bdl.loops.inference import evaluate_set
+    from bdl.models import segmenter_from_checkpoint
+    from bdl.training import pick_device, seed_everything, setup_torch
+    from bdl.viz import read_png, save_grid
+
+    device = pick_device(args.device)
+    setup_torch(device, args.threads)
+    seed_everything(args.seed)
+    model = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
+    spec = dataset_spec(args, "target", split=args.split)
+    samples = spec.samples(with_labels=True, split=args.split)
+    ds = SegmentationDataset(samples, None, args.target_size)
+    cm, kept = evaluate_set(model, ds, device, args.num_predictions if args.predictions else 0,
+                            decode=spec.label_decoder())
+    result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds)}
+    if args.predictions:
+        out = Path(args.predictions)
+        out.mkdir(parents=True, exist_ok=True)
+        for (name, pred, gt), s in zip(kept, samples):
+            image = read_png(s.image)
+            save_grid([[image, colorize(pred), colorize(gt)]], out / f"{name}.png")
+    write_json(args.out, result)
+    print(f"{args.segmenter}: mIoU {result['miou']:.2f} (16: {result['miou16']:.2f}, 13: {result['miou13']:.2f})",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, get_args_parser()))

@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Pseudo-label the target train set with M: HDF5 with the prediction, its max probability (float16) and
+the label (255 where the probability is below the class threshold). Target train labels are never read.
+
+--mode fixed:     one threshold for all classes (the paper: 0.9)
+--mode classwise: per-class median of the max probability, capped at --threshold (the reference code)
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, probability, run  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
+    add_dataset_args(p, "target", "target train images")
+    p.add_argument("--mode", choices=("fixed", "classwise"), default="fixed")
+    p.add_argument("--threshold", type=probability, default=0.9, help="fixed threshold, or the classwise cap")
+    p.add_argument("--batch-size", type=int, default=8)
+    add_runtime_args(p)
+    p.add_argument("--out", required=True, help="pseudo-label set (.h5)")
+    return p
+
+
+def main(args):
+    from bdl.artifacts import load_checkpoint, names_hash
+    from bdl.data.datasets import SegmentationDataset, make_loader
+    from bdl.data.labels import CLASS_NAMES
+    from bdl.loops.inference import pseudo_label_set
+    from bdl.models import segmenter_from_checkpoint
+    from bdl.training import pick_device, seed_everything, setup_torch
+
+    device = pick_device(args.device)
+    setup_torch(device, args.threads)
+    seed_everything(args.seed)
+    model = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
+    spec = dataset_spec(args, "target")
+    ds = SegmentationDataset(spec.samples(with_labels=False), None, args.target_size)
+    hw = tuple(ds[0]["image"].shape[-2:])
+    attrs = {"made_by": "pseudo_label", "segmenter": str(args.segmenter), "mode": args.mode,
+             "threshold": args.threshold, "target": json.dumps(vars(spec)),
+             "names_hash": names_hash([s.name for s in ds.samples])}
+    thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),
+                                                   args.out, args.mode, args.threshold, attrs, device, hw)
+    share = kept.sum() / max(predicted.sum(), 1)
+    print(f"wrote {len(ds)} pseudo-labels to {args.out}: {100 * share:.1f}% of pixels kept", file=sys.stderr)
+    for c, name in enumerate(CLASS_NAMES):
+        if predicted[c]:
+            print(f"  {name:14s} threshold {thresholds[c]:.3f} kept {100 * kept[c] / predicted[c]:5.1f}%",
+                  file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, get_args_parser()))

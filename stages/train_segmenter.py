@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Train the segmenter M: source-only (M0), adversarial (Eq. 1), self-supervised (Eq. 3) or target oracle.
+
+  M0:          --mode source      --source-format gta5 --source-root DIR ...
+  M_k (adv):   --mode adversarial --translated round1/translated.h5 --target-format cityscapes ...
+  M_k (SSL):   --mode ssl         --translated ... --pseudo round1/ssl1/pseudo.h5 --target-...
+  upper bound: --mode oracle      --target-... (reads the target's train labels; only this mode does)
+
+Resumes from ``<out>.partial.pt`` when rerun after a crash; writes ``--out`` only when finished.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bdl import BDLError  # noqa: E402
+from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, positive_int, run  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", required=True, choices=("source", "adversarial", "ssl", "oracle"))
+    add_dataset_args(p, "source", "labelled source, for --mode source")
+    add_dataset_args(p, "target", "target images; labels only in --mode oracle")
+    p.add_argument("--translated", help="translated source set (HDF5 from translate.py) for adversarial/ssl")
+    p.add_argument("--pseudo", help="pseudo-label set (HDF5 from pseudo_label.py) for --mode ssl")
+    m = p.add_argument_group("model")
+    m.add_argument("--init", help="start from this segmenter checkpoint (its architecture wins)")
+    m.add_argument("--backbone", default="resnet_mini",
+                   choices=("resnet101", "resnet50", "resnet18", "resnet_mini", "vgg16"))
+    m.add_argument("--width", type=int, default=64, help="trunk width for resnet_mini / vgg16")
+    m.add_argument("--weights", default="none", help="'none', 'imagenet' or a local state-dict file")
+    m.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (reference)")
+    m.add_argument("--aspp-dilations", type=int, nargs=4, default=[6, 12, 18, 24])
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--iterations", type=positive_int, default=1000)
+    o.add_argument("--batch-size", type=int, default=4)
+    o.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"), default=None, help="random crop W H")
+    o.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
+    o.add_argument("--lr", type=float, default=2.5e-4)
+    o.add_argument("--momentum", type=float, default=0.9)
+    o.add_argument("--weight-decay", type=float, default=5e-4)
+    o.add_argument("--power", type=float, default=0.9, help="poly decay power")
+    o.add_argument("--lambda-adv", type=float, default=0.001, help="weight of the output-space adversarial loss")
+    o.add_argument("--lr-d", type=float, default=1e-4, help="Adam learning rate of D")
+    o.add_argument("--ndf", type=int, default=64, help="width of D")
+    o.add_argument("--checkpoint-every", type=int, default=200)
+    o.add_argument("--log-every", type=int, default=10)
+    add_runtime_args(p)
+    p.add_argument("--out", required=True, help="final checkpoint (.pt)")
+    p.add_argument("--losses", help="loss log (TSV)")
+    p.add_argument("--curves", help="loss curves (PNG)")
+    return p
+
+
+def main(args):
+    from bdl.artifacts import load_checkpoint, names_hash, read_attrs, save_checkpoint
+    from bdl.data.datasets import H5SegmentationDataset, SegmentationDataset, make_loader
+    from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
+    from bdl.training import Resumable, pick_device, seed_everything, setup_torch
+
+    if args.iterations <= 0:
+        raise BDLError(f"--iterations must be > 0, got {args.iterations}")
+    device = pick_device(args.device)
+    setup_torch(device, args.threads)
+    seed_everything(args.seed)
+    crop, flip = args.crop, not args.no_flip
+
+    if args.mode == "source":
+        spec = dataset_spec(args, "source")
+        src = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.source_size, crop, flip, args.seed)
+    elif args.mode == "oracle":
+        spec = dataset_spec(args, "target")
+        src = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.target_size, crop, flip, args.seed)
+    else:
+        if not args.translated:
+            raise BDLError(f"--mode {args.mode} needs --translated")
+        src = H5SegmentationDataset(args.translated, crop=crop, flip=flip, seed=args.seed)
+
+    tgt = None
+    if args.mode in ("adversarial", "ssl"):
+        spec = dataset_spec(args, "target")
+        # with_labels=False: adaptation must never see a target training label
+        images = SegmentationDataset(spec.samples(with_labels=False), None, args.target_size, None, False)
+        if args.mode == "ssl":
+            if not args.pseudo:
+                raise BDLError("--mode ssl needs --pseudo")
+            names = read_attrs(args.pseudo).get("names_hash")
+            if names and names != names_hash([s.name for s in images.samples]):
+                raise BDLError(f"{args.pseudo}: pseudo-labels were made for a different target image list")
+            tgt = H5SegmentationDataset(args.pseudo, label_key="labels", crop=crop, flip=flip, seed=args.seed + 1,
+                                        images_from=images)
+        else:
+            tgt = SegmentationDataset(images.samples, None, args.target_size, crop, flip, args.seed + 1)
+
+    if args.init:
+        state = load_checkpoint(args.init, kind="segmenter")
+        model = segmenter_from_checkpoint(state, args.init)
+        arch = state["arch"]
+    else:
+        model = build_segmenter(args.backbone, weights=args.weights, width=args.width, freeze_bn=args.freeze_bn,
+                                aspp_dilations=args.aspp_dilations)
+        arch = segmenter_arch(args)
+
+    src_loader = make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True)
+    tgt_loader = make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True) if tgt else None
+    if args.mode not in ("adversarial", "ssl"):
+        args.lambda_adv = 0.0
+
+    from bdl.loops.segmenter import train_segmenter
+
+    resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
+    model, log = train_segmenter(model, src_loader, tgt_loader, args, device, resumable,
+                                 stage=f"train_segmenter[{args.mode}]")
+    save_checkpoint(args.out, {"kind": "segmenter", "model": model.state_dict(), "arch": arch,
+                               "step": args.iterations, "args": _plain(vars(args)), "log": log.rows})
+    resumable.finish()
+    if args.losses:
+        log.write(args.losses)
+    if args.curves:
+        from bdl.viz import plot_curves
+
+        plot_curves(log.rows, args.curves, f"segmenter, mode {args.mode}")
+    print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)
+
+
+def _plain(d):
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
+            if v is None or isinstance(v, (int, float, str, bool, list, tuple))}
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, get_args_parser()))

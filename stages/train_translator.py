@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Train the translator F (source -> target look) and F_inv with CycleGAN losses and, given --segmenter,
+BDL's perceptual loss through the frozen M (Eq. 2). Source labels are not read; target labels never.
+
+Resumes from ``<out>.partial.pt`` when rerun after a crash; writes ``--out`` only when finished.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bdl import BDLError  # noqa: E402
+from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, positive_int, run  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_args(p, "source", "source images (domain A)")
+    add_dataset_args(p, "target", "target images (domain B)")
+    p.add_argument("--segmenter", help="frozen M checkpoint for the perceptual loss (omit to train without it)")
+    m = p.add_argument_group("model")
+    m.add_argument("--ngf", type=int, default=64, help="generator width (paper 64)")
+    m.add_argument("--n-blocks", type=int, default=9, help="generator residual blocks (paper 9)")
+    m.add_argument("--ndf", type=int, default=64, help="PatchGAN width (paper 64)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--iterations", type=positive_int, default=1000)
+    o.add_argument("--decay-start", type=int, default=None, help="step where linear decay starts (default: half)")
+    o.add_argument("--batch-size", type=int, default=1)
+    o.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"), default=None)
+    o.add_argument("--no-flip", action="store_true")
+    o.add_argument("--lr", type=float, default=2e-4)
+    o.add_argument("--beta1", type=float, default=0.5)
+    o.add_argument("--gan-mode", default="lsgan", choices=("lsgan", "vanilla"))
+    o.add_argument("--pool-size", type=int, default=50)
+    o.add_argument("--lambda-gan", type=float, default=1.0)
+    o.add_argument("--lambda-cycle", type=float, default=10.0)
+    o.add_argument("--lambda-idt", type=float, default=0.5, help="identity weight, times lambda-cycle")
+    o.add_argument("--lambda-per", type=float, default=0.1, help="perceptual loss S vs F(S)")
+    o.add_argument("--lambda-per-recon", type=float, default=10.0, help="perceptual loss S vs F_inv(F(S))")
+    o.add_argument("--checkpoint-every", type=int, default=200)
+    o.add_argument("--log-every", type=int, default=10)
+    add_runtime_args(p)
+    p.add_argument("--out", required=True, help="final checkpoint (.pt)")
+    p.add_argument("--losses", help="loss log (TSV)")
+    p.add_argument("--curves", help="loss curves (PNG)")
+    return p
+
+
+def main(args):
+    from bdl.artifacts import load_checkpoint, save_checkpoint
+    from bdl.data.datasets import SegmentationDataset, make_loader
+    from bdl.loops.translator import train_translator
+    from bdl.models import segmenter_from_checkpoint
+    from bdl.training import Resumable, pick_device, seed_everything, setup_torch
+
+    if args.iterations <= 0:
+        raise BDLError(f"--iterations must be > 0, got {args.iterations}")
+    if args.decay_start is None:
+        args.decay_start = args.iterations // 2
+    device = pick_device(args.device)
+    setup_torch(device, args.threads)
+    seed_everything(args.seed)
+    flip = not args.no_flip
+    src_spec, tgt_spec = dataset_spec(args, "source"), dataset_spec(args, "target")
+    src = SegmentationDataset(src_spec.samples(with_labels=False), None, args.source_size, args.crop, flip, args.seed)
+    tgt = SegmentationDataset(tgt_spec.samples(with_labels=False), None, args.target_size, args.crop, flip,
+                              args.seed + 1)
+    segmenter = None
+    if args.segmenter:
+        segmenter = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
+    arch = {"ngf": args.ngf, "n_blocks": args.n_blocks}
+    resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
+    F_ab, F_ba, log = train_translator(
+        arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True),
+        make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True),
+        segmenter, args, device, resumable)
+    save_checkpoint(args.out, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
+                               "arch": arch, "step": args.iterations, "log": log.rows,
+                               "args": {k: v for k, v in vars(args).items()
+                                        if v is None or isinstance(v, (int, float, str, bool, list))}})
+    resumable.finish()
+    if args.losses:
+        log.write(args.losses)
+    if args.curves:
+        from bdl.viz import plot_curves
+
+        plot_curves(log.rows, args.curves, "translator F / F_inv")
+    print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, get_args_parser()))

@@ -1,0 +1,49 @@
+#!/usr/bin/env python
+"""Translate the whole source set with F and write it to one HDF5 file: uint8 images, the source labels,
+names, and attributes naming the translator and data that made it. See export_translated.py for PNGs."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, run  # noqa: E402
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--translator", required=True, help="checkpoint from train_translator.py")
+    add_dataset_args(p, "source", "labelled source to translate")
+    p.add_argument("--batch-size", type=int, default=8)
+    add_runtime_args(p)
+    p.add_argument("--out", required=True, help="translated set (.h5)")
+    return p
+
+
+def main(args):
+    from bdl.artifacts import load_checkpoint, load_weights
+    from bdl.data.datasets import SegmentationDataset, make_loader
+    from bdl.loops.inference import translate_set
+    from bdl.loops.translator import build_translator
+    from bdl.training import pick_device, seed_everything, setup_torch
+
+    device = pick_device(args.device)
+    setup_torch(device, args.threads)
+    seed_everything(args.seed)
+    state = load_checkpoint(args.translator, kind="translator")
+    generator, _ = build_translator(state["arch"])
+    load_weights(generator, state["model"], args.translator, "translator")
+    spec = dataset_spec(args, "source")
+    ds = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.source_size)
+    first = ds[0]["image"]
+    attrs = {"made_by": "translate", "translator": str(args.translator),
+             "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}
+    n = translate_set(generator, make_loader(ds, args.batch_size, False, args.workers), args.out, attrs, device,
+                      tuple(first.shape[-2:]))
+    print(f"wrote {n} translated images to {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, get_args_parser()))
