@@ -13,7 +13,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bdl import BDLError
-
 from bdl.data.labels import IGNORE
 from bdl.data.readers import Sample, read_image
 

@@ -14,7 +14,13 @@ from PIL import Image, UnidentifiedImageError
 
 from bdl import BDLError
 from bdl.data.labels import (
-    CITYSCAPES_LUT, CITYSCAPES_MAX_ID, IGNORE, NUM_CLASSES, SYNTHIA_LUT, SYNTHIA_MAX_ID, make_lut,
+    CITYSCAPES_LUT,
+    CITYSCAPES_MAX_ID,
+    IGNORE,
+    NUM_CLASSES,
+    SYNTHIA_LUT,
+    SYNTHIA_MAX_ID,
+    make_lut,
 )
 
 FORMATS = ("gta5", "cityscapes", "synthia", "list")

@@ -1,0 +1,18 @@
+# bdl: Bidirectional Learning (Li, Yuan & Vasconcelos, CVPR 2019) as a Snakemake workflow.
+# The rules live in workflow/rules/, one file per step of the loop; config/README.md is the manual.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/segmenter.smk"
+include: "workflow/rules/translator.smk"
+include: "workflow/rules/pseudo.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

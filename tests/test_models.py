@@ -1,0 +1,116 @@
+import pytest
+import torch
+
+from bdl import BDLError
+from bdl.artifacts import load_checkpoint, load_weights, save_checkpoint
+from bdl.models import build_segmenter, segmenter_from_checkpoint
+from bdl.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
+from bdl.models.deeplab import ASPP, DeepLabV2
+from bdl.models.discriminator import OutputDiscriminator
+
+
+@pytest.mark.parametrize("backbone", ["resnet_mini", "resnet18", "resnet50"])
+def test_deeplab_output_stride_8_and_full_size_logits(backbone):
+    m = build_segmenter(backbone, width=8).eval()
+    x = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        feats = m.backbone(m.normalize(x))
+        out = m(x)
+    assert feats.shape[-2:] == (8, 16)  # 64x128 / 8
+    assert out.shape == (1, 19, 64, 128)
+
+
+def test_resnet101_trunk_is_dilated():
+    m = build_segmenter("resnet101")
+    convs = [c for c in m.backbone.layer4.modules() if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
+    assert all(c.dilation == (4, 4) and c.stride == (1, 1) for c in convs)
+    assert sum(p.numel() for p in m.backbone.parameters()) > 40e6
+
+
+def test_aspp_sums_four_dilated_branches():
+    aspp = ASPP(8, 19)
+    assert [b.dilation for b in aspp.branches] == [(6, 6), (12, 12), (18, 18), (24, 24)]
+    x = torch.rand(1, 8, 10, 10)
+    assert torch.allclose(aspp(x), sum(b(x) for b in aspp.branches))
+
+
+def test_classifier_learns_ten_times_faster():
+    groups = build_segmenter("resnet_mini", width=8).param_groups(0.1)
+    assert [g["lr"] for g in groups] == [0.1, 1.0]
+
+
+def test_freeze_bn_keeps_statistics():
+    m = DeepLabV2(backbone="resnet_mini", width=8, freeze_bn=True).train()
+    before = m.backbone.bn1.running_mean.clone()
+    m(torch.rand(2, 3, 32, 32))
+    assert torch.equal(before, m.backbone.bn1.running_mean)
+    assert not m.backbone.bn1.weight.requires_grad
+
+
+def test_fcn8s_shapes():
+    m = build_segmenter("vgg16", width=4).eval()
+    assert m(torch.rand(1, 3, 48, 80)).shape == (1, 19, 48, 80)
+
+
+def test_output_discriminator_layout():
+    d = OutputDiscriminator(19, 64)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    assert d(torch.rand(1, 19, 64, 64)).shape == (1, 1, 2, 2)
+
+
+def test_cyclegan_shapes_and_patch_receptive_field():
+    g = ResnetGenerator(8, 2)
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    y = g(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    paper = ResnetGenerator()
+    assert sum(isinstance(m, torch.nn.ReflectionPad2d) for m in paper.modules()) == 2 + 2 * 9
+    d = PatchDiscriminator(8)
+    # 70x70 receptive field: a 70x70 input gives a single logit... plus the padding ring
+    assert d(torch.rand(1, 3, 70, 70)).shape[-1] == 6
+
+
+def test_image_pool_returns_history():
+    pool = ImagePool(2, torch.Generator().manual_seed(0))
+    first = pool.query(torch.zeros(2, 3, 4, 4))
+    assert first.shape == (2, 3, 4, 4) and len(pool.images) == 2
+    mixed = pool.query(torch.ones(8, 3, 4, 4))
+    assert mixed.shape == (8, 3, 4, 4)
+    assert (mixed.sum(dim=(1, 2, 3)) == 0).any()  # some old fakes came back
+
+
+def test_checkpoint_round_trip_and_architecture_mismatch(tmp_path):
+    m = build_segmenter("resnet_mini", width=8)
+    arch = {"backbone": "resnet_mini", "width": 8, "freeze_bn": False, "aspp_dilations": [6, 12, 18, 24],
+            "num_classes": 19}
+    save_checkpoint(tmp_path / "m.pt", {"kind": "segmenter", "model": m.state_dict(), "arch": arch})
+    state = load_checkpoint(tmp_path / "m.pt", kind="segmenter")
+    m2 = segmenter_from_checkpoint(state)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    with pytest.raises(BDLError, match="weights do not fit this architecture"):
+        load_weights(build_segmenter("resnet_mini", width=16), state["model"], tmp_path / "m.pt")
+    with pytest.raises(BDLError, match="a segmenter checkpoint, expected a translator"):
+        load_checkpoint(tmp_path / "m.pt", kind="translator")
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_pickle_with_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"kind": "segmenter", "model": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(BDLError, match="evil.pt: not a loadable bdl checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "x.pt").write_text("hello")
+    with pytest.raises(BDLError, match="x.pt: not a loadable bdl checkpoint"):
+        load_checkpoint(tmp_path / "x.pt")

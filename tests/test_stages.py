@@ -1,0 +1,121 @@
+"""Each stage for a few iterations on the tiny demo pair; artifacts checked for shape, dtype, range, attrs."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import STAGES, run_stage, source_flags, target_flags
+
+TINY_SEG = ["--backbone", "resnet_mini", "--width", "8", "--ndf", "8", "--batch-size", "4", "--threads", "1",
+            "--log-every", "1", "--checkpoint-every", "2"]
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in STAGES.glob("*.py")))
+def test_help(script):
+    proc = run_stage(script, "--help")
+    assert "usage:" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_demo, tmp_path_factory):
+    """M0 -> F1 -> translated set -> M1 adv -> pseudo-labels -> M1 ssl1, each as its stage script."""
+    d = tmp_path_factory.mktemp("chain")
+    run_stage("train_segmenter", "--mode", "source", *source_flags(tiny_demo), *TINY_SEG, "--iterations", "4",
+              "--out", d / "m0.pt", "--losses", d / "m0.tsv", "--curves", d / "m0.png")
+    run_stage("train_translator", *source_flags(tiny_demo), *target_flags(tiny_demo), "--segmenter", d / "m0.pt",
+              "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--iterations", "3", "--batch-size", "2",
+              "--threads", "1", "--out", d / "f1.pt", "--losses", d / "f1.tsv")
+    run_stage("translate", "--translator", d / "f1.pt", *source_flags(tiny_demo), "--batch-size", "5",
+              "--threads", "1", "--out", d / "translated.h5")
+    run_stage("train_segmenter", "--mode", "adversarial", "--translated", d / "translated.h5",
+              *target_flags(tiny_demo), "--init", d / "m0.pt", *TINY_SEG, "--iterations", "3", "--out", d / "adv.pt",
+              "--losses", d / "adv.tsv")
+    run_stage("pseudo_label", "--segmenter", d / "adv.pt", *target_flags(tiny_demo), "--mode", "classwise",
+              "--threshold", "0.9", "--batch-size", "5", "--threads", "1", "--out", d / "pseudo.h5")
+    run_stage("train_segmenter", "--mode", "ssl", "--translated", d / "translated.h5", "--pseudo", d / "pseudo.h5",
+              *target_flags(tiny_demo), "--init", d / "adv.pt", *TINY_SEG, "--iterations", "3", "--out", d / "ssl.pt",
+              "--losses", d / "ssl.tsv")
+    return d
+
+
+def test_segmenter_checkpoints(chain):
+    for name in ("m0", "adv", "ssl"):
+        state = torch.load(chain / f"{name}.pt", weights_only=True)
+        assert state["kind"] == "segmenter" and state["arch"]["backbone"] == "resnet_mini"
+        assert not (chain / f"{name}.pt.partial.pt").exists()  # in-progress checkpoint removed when done
+    assert (chain / "m0.png").stat().st_size > 1000
+    header = (chain / "adv.tsv").read_text().splitlines()[0].split("\t")
+    assert {"step", "seg", "adv", "D", "lr"} <= set(header)
+    assert "seg_target" in (chain / "ssl.tsv").read_text().splitlines()[0]
+
+
+def test_translated_set(chain, tiny_demo):
+    with h5py.File(chain / "translated.h5") as f:
+        assert f["images"].shape == (24, 32, 64, 3) and f["images"].dtype == np.uint8
+        assert f["labels"].shape == (24, 32, 64) and f["labels"].dtype == np.uint8
+        labels = f["labels"][:]
+        assert set(np.unique(labels).tolist()) <= set(range(19)) | {255}
+        assert f["names"][0].decode() == "00001"
+        assert f.attrs["translator"].endswith("f1.pt") and "gta5" in f.attrs["source"]
+    from bdl.data.readers import decode_cityscapes_ids
+
+    assert np.array_equal(labels[0], decode_cityscapes_ids(tiny_demo / "source" / "labels" / "00001.png"))
+
+
+def test_pseudo_label_set(chain):
+    with h5py.File(chain / "pseudo.h5") as f:
+        labels, pred, prob = f["labels"][:], f["pred"][:], f["prob"][:]
+        thresholds = f.attrs["thresholds"]
+        assert labels.shape == (16, 32, 64) and labels.dtype == np.uint8 and prob.dtype == np.float16
+        assert f.attrs["mode"] == "classwise" and len(thresholds) == 19 and (thresholds <= 0.9).all()
+    keep = prob >= thresholds.astype(np.float16)[pred]
+    assert np.array_equal(labels, np.where(keep, pred, 255))
+    for c in np.unique(pred):
+        assert thresholds[c] == pytest.approx(min(np.median(prob[pred == c].astype(np.float64)), 0.9))
+
+
+def test_evaluate_and_collect(chain, tiny_demo):
+    run_stage("evaluate", "--segmenter", chain / "ssl.pt", *target_flags(tiny_demo), "--threads", "1",
+              "--predictions", chain / "pred", "--num-predictions", "2", "--out", chain / "eval.json")
+    res = json.loads((chain / "eval.json").read_text())
+    assert 0 <= res["miou"] <= 100 and res["images"] == 8 and len(res["per_class"]) == 19
+    assert len(list((chain / "pred").glob("*.png"))) == 2
+    run_stage("collect_metrics", "--eval", f"m0={chain / 'eval.json'}", f"round1_ssl1={chain / 'eval.json'}",
+              "--out", chain / "metrics.tsv")
+    rows = [r.split("\t") for r in (chain / "metrics.tsv").read_text().splitlines()]
+    assert rows[0][:6] == ["model", "round", "ssl_step", "miou", "miou16", "miou13"] and len(rows[0]) == 25
+    assert rows[2][:3] == ["round1_ssl1", "1", "1"]
+
+
+def test_gallery_and_export(chain, tiny_demo):
+    from PIL import Image
+
+    run_stage("gallery", "--translated", chain / "translated.h5", *source_flags(tiny_demo), "--count", "3",
+              "--scale", "1", "--out", chain / "g.png")
+    assert Image.open(chain / "g.png").size == (3 * 64 + 4, 3 * 32 + 4)
+    run_stage("gallery", "--pseudo", chain / "pseudo.h5", *target_flags(tiny_demo), "--out", chain / "gp.png")
+    run_stage("export_translated", chain / "translated.h5", "--out", chain / "png", "--first", "5", "--labels")
+    assert len(list((chain / "png").glob("*_label.png"))) == 5
+
+
+def test_training_never_opens_target_train_labels(tiny_demo, tmp_path, monkeypatch, chain):
+    """Adaptation stages run in-process with every label read recorded."""
+    import importlib.util
+
+    from bdl.data import readers
+
+    opened = []
+    for name in ("decode_cityscapes_ids", "_read_index_png"):
+        original = getattr(readers, name)
+        monkeypatch.setattr(readers, name, lambda p, _o=original: (opened.append(str(p)), _o(p))[1])
+    spec = importlib.util.spec_from_file_location("ts", STAGES / "train_segmenter.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    for mode, extra in (("adversarial", []), ("ssl", ["--pseudo", chain / "pseudo.h5"])):
+        args = ts.get_args_parser().parse_args([str(a) for a in [
+            "--mode", mode, "--translated", chain / "translated.h5", *target_flags(tiny_demo), "--init",
+            chain / "m0.pt", *TINY_SEG, "--iterations", "2", "--out", tmp_path / f"{mode}.pt", *extra]])
+        ts.main(args)
+    assert not [p for p in opened if "gtFine" in p], opened

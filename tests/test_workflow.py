@@ -1,0 +1,92 @@
+"""The whole workflow on a tiny config (K=1, N=1, a few iterations): every output, then caching."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def tiny_config(results: Path, **over) -> dict:
+    cfg = {
+        "results": str(results),
+        "rounds": 1,
+        "ssl_steps": 1,
+        "oracle": True,
+        "demo": {"n_source": 16, "n_target_train": 12, "n_target_val": 6, "width": 64, "height": 32},
+        "segmenter": {"width": 8, "ndf": 8, "batch_size": 4,
+                      "iterations": {"source": 4, "adversarial": 3, "ssl": 3, "oracle": 3}},
+        "translator": {"ngf": 4, "n_blocks": 1, "ndf": 4, "iterations": 3, "batch_size": 2},
+        "runtime": {"threads": 1, "checkpoint_every": 2, "log_every": 1},
+    }
+    for key, value in over.items():
+        cfg[key] = value
+    return cfg
+
+
+def snakemake(cfg_path: Path, *extra, check=True):
+    proc = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile", str(cfg_path), *extra],
+                          cwd=REPO, capture_output=True, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-4000:])
+    return proc
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wf")
+    results = base / "res with space"
+    cfg = base / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(results)))
+    snakemake(cfg)
+    return cfg, results
+
+
+def test_every_expected_output(finished_run):
+    _, r = finished_run
+    for rel in ["data/source/images/00001.png", "data/target/leftImg8bit/val", "data_check.json",
+                "m0/segmenter.pt", "m0/eval.json", "m0/curves.png", "m0/predictions",
+                "round1/translator.pt", "round1/translator_curves.png", "round1/translated.h5", "round1/gallery.png",
+                "round1/adv/segmenter.pt", "round1/adv/eval.json",
+                "round1/ssl1/pseudo.h5", "round1/ssl1/gallery.png", "round1/ssl1/segmenter.pt", "round1/ssl1/eval.json",
+                "oracle/segmenter.pt", "oracle/eval.json", "metrics.tsv", "logs/round1/translate.log"]:
+        assert (r / rel).exists(), rel
+    rows = list(csv.DictReader((r / "metrics.tsv").open(), delimiter="\t"))
+    assert [row["model"] for row in rows] == ["m0", "round1_adv", "round1_ssl1", "oracle"]
+    assert all(0 <= float(row["miou"]) <= 100 for row in rows)
+    assert list(rows[0])[:6] == ["model", "round", "ssl_step", "miou", "miou16", "miou13"]
+    assert not list(r.rglob("*.partial.pt")) and not list(r.rglob(".*.tmp*"))
+
+
+def test_rerun_is_a_no_op(finished_run):
+    cfg, _ = finished_run
+    proc = snakemake(cfg, "--dry-run")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_threshold_change_reruns_only_pseudo_labels_and_after(finished_run):
+    cfg, r = finished_run
+    changed = yaml.safe_load(cfg.read_text()) | {"pseudo_label": {"threshold": 0.7}}
+    cfg2 = cfg.with_name("tiny_threshold.yaml")
+    cfg2.write_text(yaml.safe_dump(changed))
+    out = snakemake(cfg2, "--dry-run", "--quiet", "rules").stdout
+    planned = {line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith(("-", "total"))}
+    assert {"pseudo_label", "train_ssl", "evaluate", "collect_metrics"} <= planned
+    assert not planned & {"train_m0", "train_translator", "translate", "train_adversarial", "make_demo_data"}
+
+
+def test_deleted_translated_set_regenerates_it_and_dependents(finished_run):
+    cfg, r = finished_run
+    (r / "round1" / "translated.h5").unlink()
+    out = snakemake(cfg, "--dry-run", "--quiet", "rules").stdout
+    planned = {line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith(("-", "total"))}
+    assert "translate" in planned and "train_adversarial" in planned
+    assert not planned & {"train_m0", "train_translator", "make_demo_data", "train_oracle"}
+    snakemake(cfg)
+    assert (r / "round1" / "translated.h5").exists()

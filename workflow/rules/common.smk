@@ -1,0 +1,173 @@
+# Config loading, validation and the input functions that wire round k to round k-1.
+import shlex
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+SCHEMA = yaml.safe_load(Path(workflow.source_path("../schemas/config.schema.yaml")).read_text())
+
+# Jobs call `python stages/<stage>.py`: make `python` the interpreter running this workflow (a venv's,
+# say), also inside cluster jobs, which load this file again.
+shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")
+
+
+def schema_defaults(schema):
+    """The full default config: each object's properties filled from their 'default'."""
+    if schema.get("type") == "object" and "properties" in schema:
+        return {k: schema_defaults(v) for k, v in schema["properties"].items()}
+    return schema.get("default")
+
+
+def merged(defaults, user):
+    out = dict(defaults)
+    for k, v in user.items():
+        out[k] = merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+    return out
+
+
+def config_error(message):
+    # one line, before any job runs; snakemake would otherwise print a long validation dump
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def validate_config(cfg):
+    full = merged(schema_defaults(SCHEMA), cfg)
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(full), key=lambda e: list(e.absolute_path))
+    for err in errors:
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            where = f"{key}." if err.absolute_path else ""
+            config_error(f"config key '{where}{extra[0]}' is not a known key (see config/README.md)")
+        config_error(f"config key '{key}': {err.message}")
+    if (full["source"]["root"] is None) != (full["target"]["root"] is None):
+        config_error("config keys 'source.root' and 'target.root': give both (real data) or neither (demo pair)")
+    results = Path(full["results"])
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe = results / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        config_error(f"config key 'results': folder '{results}' is not writable ({exc.strerror})")
+    return full
+
+
+_full = validate_config(config)
+config.clear()
+config.update(_full)
+
+R = config["results"]
+K = config["rounds"]
+N = config["ssl_steps"]
+DEMO = config["source"]["root"] is None
+DEMO_DIR = f"{R}/data"
+SEG = config["segmenter"]
+TRANS = config["translator"]
+RT = config["runtime"]
+
+
+wildcard_constraints:
+    k=r"\d+",
+    n=r"\d+",
+    model=r"m0|oracle|round\d+/(adv|ssl\d+)",
+
+
+def flags(**options):
+    """'--key value' pairs, each value shell-quoted; None/False drop the flag, True leaves it bare."""
+    parts = []
+    for key, value in options.items():
+        opt = f"--{key.replace('_', '-')}"
+        if value is None or value is False:
+            continue
+        if value is True:
+            parts.append(opt)
+        elif isinstance(value, (list, tuple)):
+            parts += [opt, *(shlex.quote(str(v)) for v in value)]
+        else:
+            parts += [opt, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def data_flags(domain, split=None):
+    d = config[domain]
+    if DEMO:
+        fmt, root = ("gta5", f"{DEMO_DIR}/source") if domain == "source" else ("cityscapes", f"{DEMO_DIR}/target")
+    else:
+        fmt, root = d["format"], d["root"]
+    split = split or (d["split"] if domain == "source" else d["train_split"])
+    return flags(**{f"{domain}_format": fmt, f"{domain}_root": root, f"{domain}_list": d["list_file"],
+                    f"{domain}_label_map": d["label_map"], f"{domain}_size": d["size"],
+                    f"{domain}_split": split})
+
+
+# How a job runs. Passed as params, so a change reruns the jobs (device and logging can change results).
+RUNTIME = flags(device=config["device"], workers=RT["workers"])
+TRAIN_RUNTIME = flags(checkpoint_every=RT["checkpoint_every"], log_every=RT["log_every"])
+
+
+def seg_train_flags(mode):
+    it = SEG["iterations"]["adversarial" if mode == "adversarial" else mode]
+    return flags(mode=mode, backbone=SEG["backbone"], width=SEG["width"], weights=SEG["weights"],
+                 freeze_bn=SEG["freeze_bn"], aspp_dilations=SEG["aspp_dilations"], iterations=it,
+                 batch_size=SEG["batch_size"], crop=SEG["crop"], no_flip=not SEG["flip"], lr=SEG["lr"],
+                 momentum=SEG["momentum"], weight_decay=SEG["weight_decay"], power=SEG["power"],
+                 lambda_adv=SEG["lambda_adv"], lr_d=SEG["lr_d"], ndf=SEG["ndf"], seed=config["seed"])
+
+
+def translator_flags(k):
+    t = TRANS
+    return flags(ngf=t["ngf"], n_blocks=t["n_blocks"], ndf=t["ndf"], iterations=t["iterations"],
+                 decay_start=t["decay_start"], batch_size=t["batch_size"], crop=t["crop"], lr=t["lr"],
+                 beta1=t["beta1"], pool_size=t["pool_size"], lambda_gan=t["lambda_gan"],
+                 lambda_cycle=t["lambda_cycle"], lambda_idt=t["lambda_idt"], lambda_per=t["lambda_per"],
+                 lambda_per_recon=t["lambda_per_recon"], seed=config["seed"] + 1000 * int(k))
+
+
+def uses_perceptual(k):
+    return int(k) > 1 or TRANS["perceptual_round1"]
+
+
+def segmenter_after(k, n):
+    """M after SSL step n of round k (n = 0: the adversarial model); round 0 is M0."""
+    k, n = int(k), int(n)
+    if k == 0:
+        return f"{R}/m0/segmenter.pt"
+    return f"{R}/round{k}/adv/segmenter.pt" if n == 0 else f"{R}/round{k}/ssl{n}/segmenter.pt"
+
+
+def final_segmenter(k):
+    return segmenter_after(k, N if int(k) > 0 else 0)
+
+
+def data_inputs():
+    """Every job that reads data waits for the data check, so bad data fails before training."""
+    return [f"{R}/data_check.json"]
+
+
+def evaluated_models():
+    models = ["m0"]
+    for k in range(1, K + 1):
+        models.append(f"round{k}/adv")
+        models += [f"round{k}/ssl{n}" for n in range(1, N + 1)]
+    if config["oracle"]:
+        models.append("oracle")
+    return models
+
+
+def all_outputs():
+    out = [f"{R}/metrics.tsv"]
+    for k in range(1, K + 1):
+        out.append(f"{R}/round{k}/gallery.png")
+        out += [f"{R}/round{k}/ssl{n}/gallery.png" for n in range(1, N + 1)]
+    return out
+
+
+def res(kind):
+    """Resources of a job; GPU stages ask for runtime.gpu GPUs (a SLURM profile maps it to --gpus)."""
+    return {"mem_mb": RT["mem_mb"], "runtime": RT["runtime_min"], "gpu": RT["gpu"] if kind == "gpu" else 0}
+

@@ -1,0 +1,47 @@
+# Data: the generated demo pair (when no roots are configured) and the check that runs before training.
+
+
+rule make_demo_data:
+    output:
+        directory(DEMO_DIR),
+    params:
+        args=flags(**{f"{k}" if k.startswith(("n_",)) else k: v for k, v in config["demo"].items()}),
+    log:
+        f"{R}/logs/make_demo_data.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python stages/make_demo_data.py {params.args} --out {output:q} > {log:q} 2>&1"
+
+
+rule check_data:
+    input:
+        [DEMO_DIR] if DEMO else [],
+    output:
+        f"{R}/data_check.json",
+    params:
+        args=lambda w: " ".join(
+            [
+                data_flags("source"),
+                data_flags("target"),
+                flags(
+                    target_train_split=config["target"]["train_split"],
+                    target_val_split=config["target"]["val_split"],
+                    oracle=config["oracle"],
+                ),
+            ]
+        ),
+    log:
+        f"{R}/logs/check_data.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "python stages/check_data.py {params.args} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,50 @@
+# Pseudo-labels of the target train set for SSL step n of round k, made by the model before that step.
+
+
+rule pseudo_label:
+    input:
+        data_inputs(),
+        segmenter=lambda w: segmenter_after(w.k, int(w.n) - 1),
+    output:
+        f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
+    params:
+        args=lambda w: " ".join(
+            [
+                data_flags("target"),
+                flags(
+                    mode=config["pseudo_label"]["mode"],
+                    threshold=config["pseudo_label"]["threshold"],
+                    batch_size=RT["inference_batch_size"],
+                ),
+            ]
+        ),
+        runtime=RUNTIME,
+    log:
+        f"{R}/logs/round{{k}}/ssl{{n}}_pseudo.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "python stages/pseudo_label.py --segmenter {input.segmenter:q} {params.args} {params.runtime} --threads {threads}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule gallery_pseudo:
+    input:
+        f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
+    output:
+        report(f"{R}/round{{k}}/ssl{{n}}/gallery.png", category="Pseudo-labels", subcategory="round {k}"),
+    params:
+        args=lambda w: data_flags("target"),
+    log:
+        f"{R}/logs/round{{k}}/ssl{{n}}_gallery.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python stages/gallery.py --pseudo {input:q} {params.args} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,96 @@
+# The segmenter M: M0 on the source, M_k adversarial on the translated source, SSL steps, the oracle.
+
+
+rule train_m0:
+    input:
+        data_inputs(),
+    output:
+        model=f"{R}/m0/segmenter.pt",
+        losses=f"{R}/m0/losses.tsv",
+        curves=report(f"{R}/m0/curves.png", category="Loss curves", subcategory="M0"),
+    params:
+        args=lambda w: f"{seg_train_flags('source')} {data_flags('source')}",
+        runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    log:
+        f"{R}/logs/m0/train.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
+        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
+
+
+rule train_oracle:
+    input:
+        data_inputs(),
+    output:
+        model=f"{R}/oracle/segmenter.pt",
+        losses=f"{R}/oracle/losses.tsv",
+        curves=report(f"{R}/oracle/curves.png", category="Loss curves", subcategory="oracle"),
+    params:
+        args=lambda w: f"{seg_train_flags('oracle')} {data_flags('target')}",
+        runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    log:
+        f"{R}/logs/oracle/train.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
+        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
+
+
+rule train_adversarial:
+    input:
+        data_inputs(),
+        translated=f"{R}/round{{k}}/translated.h5",
+        init=lambda w: final_segmenter(int(w.k) - 1),
+    output:
+        model=f"{R}/round{{k}}/adv/segmenter.pt",
+        losses=f"{R}/round{{k}}/adv/losses.tsv",
+        curves=report(f"{R}/round{{k}}/adv/curves.png", category="Loss curves", subcategory="round {k}"),
+    params:
+        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')}",
+        runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    log:
+        f"{R}/logs/round{{k}}/adv_train.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
+        " --translated {input.translated:q} --init {input.init:q}"
+        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
+
+
+rule train_ssl:
+    input:
+        data_inputs(),
+        translated=f"{R}/round{{k}}/translated.h5",
+        pseudo=f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
+        init=lambda w: segmenter_after(w.k, int(w.n) - 1),
+    output:
+        model=f"{R}/round{{k}}/ssl{{n}}/segmenter.pt",
+        losses=f"{R}/round{{k}}/ssl{{n}}/losses.tsv",
+        curves=report(f"{R}/round{{k}}/ssl{{n}}/curves.png", category="Loss curves", subcategory="round {k}"),
+    params:
+        args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')}",
+        runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    log:
+        f"{R}/logs/round{{k}}/ssl{{n}}_train.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
+        " --translated {input.translated:q} --pseudo {input.pseudo:q} --init {input.init:q}"
+        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"

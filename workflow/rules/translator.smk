@@ -1,0 +1,65 @@
+# The translator F_k (trained with M_{k-1} as perceptual judge) and the translated source set on disk.
+
+
+rule train_translator:
+    input:
+        data_inputs(),
+        segmenter=lambda w: [final_segmenter(int(w.k) - 1)] if uses_perceptual(w.k) else [],
+    output:
+        model=f"{R}/round{{k}}/translator.pt",
+        losses=f"{R}/round{{k}}/translator_losses.tsv",
+        curves=report(f"{R}/round{{k}}/translator_curves.png", category="Loss curves", subcategory="round {k}"),
+    params:
+        args=lambda w: f"{translator_flags(w.k)} {data_flags('source')} {data_flags('target')}",
+        segmenter=lambda w, input: flags(segmenter=input.segmenter[0]) if input.segmenter else "",
+        runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    log:
+        f"{R}/logs/round{{k}}/translator_train.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "python stages/train_translator.py {params.args} {params.segmenter} {params.runtime} --threads {threads}"
+        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
+
+
+rule translate:
+    input:
+        data_inputs(),
+        translator=f"{R}/round{{k}}/translator.pt",
+    output:
+        f"{R}/round{{k}}/translated.h5",
+    params:
+        args=lambda w: f"{data_flags('source')} {flags(batch_size=RT['inference_batch_size'])}",
+        runtime=RUNTIME,
+    log:
+        f"{R}/logs/round{{k}}/translate.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "python stages/translate.py --translator {input.translator:q} {params.args} {params.runtime} --threads {threads}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule gallery_translated:
+    input:
+        f"{R}/round{{k}}/translated.h5",
+    output:
+        report(f"{R}/round{{k}}/gallery.png", category="Translated source", subcategory="round {k}"),
+    params:
+        args=lambda w: data_flags("source"),
+    log:
+        f"{R}/logs/round{{k}}/gallery.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python stages/gallery.py --translated {input:q} {params.args} --out {output:q} > {log:q} 2>&1"
