@@ -5,8 +5,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import h5py
@@ -57,7 +55,7 @@ def load_checkpoint(path, kind: str | None = None) -> dict:
         raise BDLError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # whatever torch raises (UnpicklingError, KeyError, BadZipFile...), the file is unusable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BDLError(f"{path}: not a loadable bdl checkpoint ({first[:160]})") from None
     if not isinstance(state, dict) or "model" not in state or "kind" not in state:

@@ -6,6 +6,7 @@ pairing; ``check_samples`` opens every file and is what the workflow runs before
 Target-domain training passes ``with_labels=False`` so that no code path can open a target label.
 """
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,9 @@ def decode_synthia(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: label file not found")
     try:
-        raw = tvio.decode_png(tvio.read_file(str(path)), mode=tvio.ImageReadMode.UNCHANGED)
+        with warnings.catch_warnings():  # torchvision 0.29 flags its decoders as deprecated; they still work
+            warnings.simplefilter("ignore", DeprecationWarning)
+            raw = tvio.decode_png(tvio.read_file(str(path)), mode=tvio.ImageReadMode.UNCHANGED)
     except RuntimeError as exc:
         raise DataError(f"{path}: cannot decode label ({str(exc).splitlines()[0]})") from None
     return _map_ids(raw[0].numpy().astype(np.int64), SYNTHIA_LUT, SYNTHIA_MAX_ID, path)

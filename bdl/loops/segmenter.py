@@ -5,6 +5,8 @@ afterwards, the target's own labels for the oracle), plus, when adapting, one ba
 for the output-space adversarial term and, in SSL mode, their pseudo-labels.
 """
 
+import sys
+
 import torch
 import torch.nn.functional as F
 
@@ -87,6 +89,8 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.iterations:
             log.add(step + 1, {k: v.item() for k, v in losses.items()} | {"lr": lr})
             bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+            bar.write(f"[{stage}] step {step + 1}/{cfg.iterations} lr {lr:.2e} "
+                      + " ".join(f"{k} {v.item():.4f}" for k, v in losses.items()), file=sys.stderr)
         bar.update(1)
         if resumable.due(step + 1) and step + 1 < cfg.iterations:
             state = {"kind": "partial", "model": model.state_dict(), "optimizer": opt.state_dict(),

@@ -4,6 +4,7 @@ Names follow CycleGAN: A is the source domain, B the target; F = G_AB, F_inv = G
 """
 
 import itertools
+import sys
 
 import torch
 
@@ -115,6 +116,8 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.iterations:
             log.add(step + 1, {k: v.item() for k, v in losses.items()} | {"lr": cfg.lr * scale})
             bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+            bar.write(f"[{stage}] step {step + 1}/{cfg.iterations} lr {cfg.lr * scale:.2e} "
+                      + " ".join(f"{k} {v.item():.4f}" for k, v in losses.items()), file=sys.stderr)
         bar.update(1)
         if resumable.due(step + 1) and step + 1 < cfg.iterations:
             resumable.save({

@@ -34,7 +34,9 @@ rule collect_metrics:
     output:
         report(f"{R}/metrics.tsv", category="Ablation table", labels={"table": "mIoU per model"}),
     params:
-        pairs=lambda w, input: " ".join(shlex.quote(f"{m}={p}") for m, p in zip(evaluated_models(), input)),
+        pairs=lambda w, input: " ".join(
+            shlex.quote(f"{m.replace('/', '_')}={p}") for m, p in zip(evaluated_models(), input)
+        ),
     log:
         f"{R}/logs/collect_metrics.log",
     conda:

@@ -1,0 +1,1 @@
+"""Dataset readers, label tables, transforms and the demo domain pair."""
