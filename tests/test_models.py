@@ -115,3 +115,15 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "x.pt").write_text("hello")
     with pytest.raises(BDLError, match="x.pt: not a loadable bdl checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+def test_local_trunk_weights_file(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    m = build_segmenter("resnet18", weights=str(tmp_path / "r18.pth"))
+    assert torch.equal(m.backbone.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+    assert torch.equal(m.backbone.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
+    with pytest.raises(BDLError, match="backbone weights file not found"):
+        build_segmenter("resnet18", weights=str(tmp_path / "missing.pth"))

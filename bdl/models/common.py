@@ -28,7 +28,11 @@ def load_trunk_weights(module: nn.Module, weights: str, imagenet_loader) -> None
     if weights in (None, "", "none"):
         return
     if weights == "imagenet":
-        state = imagenet_loader()
+        try:
+            state = imagenet_loader()
+        except Exception as exc:  # offline, proxy, corrupt cache: all end the same way for the user
+            raise BDLError(f"could not fetch torchvision's ImageNet weights ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120]}); set segmenter.weights to a local file") from None
     else:
         path = Path(weights)
         if not path.is_file():

@@ -160,10 +160,13 @@ def evaluated_models():
 
 
 def all_outputs():
+    """The table, and every on-disk set with its gallery: sets are targets themselves, so deleting one
+    regenerates it (and, being newer, everything made from it)."""
     out = [f"{R}/metrics.tsv"]
     for k in range(1, K + 1):
-        out.append(f"{R}/round{k}/gallery.png")
-        out += [f"{R}/round{k}/ssl{n}/gallery.png" for n in range(1, N + 1)]
+        out += [f"{R}/round{k}/translated.h5", f"{R}/round{k}/gallery.png"]
+        for n in range(1, N + 1):
+            out += [f"{R}/round{k}/ssl{n}/pseudo.h5", f"{R}/round{k}/ssl{n}/gallery.png"]
     return out
 
 
