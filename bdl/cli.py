@@ -28,6 +28,7 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
     try:
         main(args)
     except BDLError as exc:
+        _close_progress_bars()  # else a bar redraws after the message and the error is not the last line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -37,6 +38,13 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
         traceback.print_exc()
         return 1
     return 0
+
+
+def _close_progress_bars() -> None:
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", [])):
+            bar.close()
 
 
 def positive_int(text: str) -> int:

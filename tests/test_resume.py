@@ -1,6 +1,7 @@
 """A training stage killed after a checkpoint resumes from it and ends with the same weights as an
 uninterrupted run (CPU, same seed)."""
 
+import re
 import signal
 import subprocess
 import sys
@@ -58,3 +59,13 @@ def test_changed_settings_do_not_resume(tiny_demo, tmp_path):
                            str(tmp_path / "m.pt")], partial)
     proc = run_stage("train_segmenter", *base[:-2], "--seed", "6", "--iterations", "4", "--out", tmp_path / "m.pt")
     assert "made with other settings; starting from step 0" in proc.stderr
+
+
+def test_nan_loss_stops_with_stage_step_and_term(tiny_demo, tmp_path):
+    args = ["--mode", "source", *source_flags(tiny_demo), *ARGS, "--checkpoint-every", "1", "--lr", "1e12"]
+    proc = run_stage("train_segmenter", *args, "--out", tmp_path / "m.pt", check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.match(r"error: train_segmenter\[source\]: loss '\w+' became (nan|inf|-inf) at step \d+", last), last
+    assert not (tmp_path / "m.pt").exists()
+    assert (tmp_path / "m.pt.partial.pt").exists()  # the last good checkpoint stays for a rerun
