@@ -150,12 +150,13 @@ def data_inputs():
 
 
 def evaluated_models():
-    models = ["m0"]
+    """Row name in metrics.tsv -> folder of the model under results, in the order of the loop."""
+    models = {"m0": "m0"}
     for k in range(1, K + 1):
-        models.append(f"round{k}/adv")
-        models += [f"round{k}/ssl{n}" for n in range(1, N + 1)]
+        models[f"round{k}_adv"] = f"round{k}/adv"
+        models.update({f"round{k}_ssl{n}": f"round{k}/ssl{n}" for n in range(1, N + 1)})
     if config["oracle"]:
-        models.append("oracle")
+        models["oracle"] = "oracle"
     return models
 
 

@@ -30,13 +30,11 @@ rule evaluate:
 
 rule collect_metrics:
     input:
-        [f"{R}/{m}/eval.json" for m in evaluated_models()],
+        [f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
     output:
         report(f"{R}/metrics.tsv", category="Ablation table", labels={"table": "mIoU per model"}),
     params:
-        pairs=lambda w, input: " ".join(
-            shlex.quote(f"{m.replace('/', '_')}={p}") for m, p in zip(evaluated_models(), input)
-        ),
+        pairs=lambda w, input: " ".join(shlex.quote(f"{m}={p}") for m, p in zip(evaluated_models(), input)),
     log:
         f"{R}/logs/collect_metrics.log",
     conda:
