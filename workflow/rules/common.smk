@@ -57,9 +57,30 @@ def validate_config(cfg):
     return full
 
 
+def validate_layout(cfg):
+    """List the configured data before any job: missing roots, wrong layouts, empty splits and images
+    without labels stop the workflow here, in one line. Pixels are checked by the check_data job."""
+    sys.path.insert(0, str(Path(workflow.basedir)))
+    from bdl.data.readers import DataError, DatasetSpec
+
+    try:
+        for domain, split, labelled in (("source", cfg["source"]["split"], True),
+                                        ("target", cfg["target"]["train_split"], cfg["oracle"]),
+                                        ("target", cfg["target"]["val_split"], True)):
+            d = cfg[domain]
+            spec = DatasetSpec(d["format"], d["root"], split, d["list_file"], d["label_map"])
+            for sample in spec.samples(with_labels=labelled):
+                if sample.label is not None and not sample.label.is_file():
+                    raise DataError(f"{sample.label}: label file not found for image {sample.image.name}")
+    except DataError as exc:
+        config_error(f"{domain} data: {exc}")
+
+
 _full = validate_config(config)
 config.clear()
 config.update(_full)
+if config["source"]["root"] is not None:
+    validate_layout(config)
 
 R = config["results"]
 K = config["rounds"]
