@@ -31,7 +31,7 @@ def tiny_config(results: Path, **over) -> dict:
 
 
 def snakemake(cfg_path: Path, *extra, check=True):
-    proc = subprocess.run([*SNAKEMAKE, "--cores", "2", "--configfile", str(cfg_path), *extra],
+    proc = subprocess.run([*SNAKEMAKE, "--cores", "2", *extra, "--configfile", str(cfg_path)],
                           cwd=REPO, capture_output=True, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-4000:])
@@ -90,3 +90,35 @@ def test_deleted_translated_set_regenerates_it_and_dependents(finished_run):
     assert not planned & {"train_m0", "train_translator", "make_demo_data", "train_oracle"}
     snakemake(cfg)
     assert (r / "round1" / "translated.h5").exists()
+
+
+def test_same_seed_same_metrics_and_shell_metacharacters_execute_nothing(finished_run, tmp_path):
+    """A second run reads the first run's generated pair as 'real' data from roots and a results folder
+    full of shell metacharacters: nothing is executed, and the metrics are identical (same seed, CPU)."""
+    import shutil
+
+    cfg_a, res_a = finished_run
+    weird = tmp_path / "d a$(touch PWNED);`touch PWNED2`&'x\""
+    shutil.copytree(res_a / "data", weird)
+    cfg = yaml.safe_load(cfg_a.read_text())
+    cfg["results"] = str(tmp_path / "r $(touch PWNED3); x")
+    cfg["source"] = {"format": "gta5", "root": str(weird / "source")}
+    cfg["target"] = {"format": "cityscapes", "root": str(weird / "target")}
+    path = tmp_path / "weird.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    snakemake(path)
+    assert (Path(cfg["results"]) / "metrics.tsv").read_text() == (res_a / "metrics.tsv").read_text()
+    assert not [p for p in (*tmp_path.rglob("PWNED*"), *REPO.rglob("PWNED*"))]
+
+
+def test_other_seed_gives_other_weights(finished_run, tmp_path):
+    import torch
+
+    cfg_a, res_a = finished_run
+    cfg = yaml.safe_load(cfg_a.read_text()) | {"seed": 1, "results": str(tmp_path / "seed1")}
+    path = tmp_path / "seed1.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    snakemake(path, str(tmp_path / "seed1" / "m0" / "segmenter.pt"))
+    a = torch.load(res_a / "m0" / "segmenter.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "seed1" / "m0" / "segmenter.pt", weights_only=True)["model"]
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
