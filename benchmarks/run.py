@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""Throughput and memory figures, one line each, measured side by side in one process so machine noise
+cancels. Needs a finished demo run (for its data and checkpoints): `make demo` first.
+
+  python benchmarks/run.py                       # all figures, CPU or CUDA as available
+  python benchmarks/run.py --results results/demo --steps 40
+
+Lines read `<figure>: <value> ...`. Ratios compare a stage as it really runs (reading its inputs from disk,
+augmenting, logging) with the bare model step on tensors already in memory, same batch and size.
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import bdl.cli  # noqa: E402,F401  (sets the OpenMP spin policy before torch loads)
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default="results/demo", help="a finished demo run")
+    p.add_argument("--steps", type=int, default=40, help="timed iterations per figure")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the stage side")
+    p.add_argument("--inference-batch", type=int, default=16)
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-snakemake", action="store_true")
+    return p
+
+
+class InMemoryLoader:
+    """Stands in for a stage's DataLoader: yields one already collated batch again and again, so the
+    same training loop runs without reading, decoding or augmenting anything (the 'bare step')."""
+
+    def __init__(self, loader):
+        self.batch = next(iter(loader))
+        self.sampler, self.batch_size, self.drop_last = loader.sampler, loader.batch_size, loader.drop_last
+        self.dataset, self._len = None, len(loader)
+
+    def __iter__(self):
+        return (self.batch for _ in range(self._len))
+
+    def __len__(self):
+        return self._len
+
+
+def main(args):
+    import torch
+
+    from bdl.artifacts import load_checkpoint
+    from bdl.data.datasets import H5SegmentationDataset, SegmentationDataset, make_loader
+    from bdl.data.readers import DatasetSpec
+    from bdl.loops.inference import predict, pseudo_label_set, translate_set
+    from bdl.loops.segmenter import train_segmenter
+    from bdl.loops.translator import build_translator, to_gan, train_translator
+    from bdl.models import segmenter_from_checkpoint
+    from bdl.training import Resumable, pick_device, setup_torch
+
+    R = Path(args.results)
+    if not (R / "metrics.tsv").exists():
+        sys.exit(f"error: {R}: no finished demo run here (run `make demo` first)")
+    device = pick_device(args.device)
+    setup_torch(device, args.threads)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
+    print(f"device: {device} ({name}); {args.steps} timed iterations per figure")
+    seg_ckpt, f_ckpt = load_checkpoint(R / "m0" / "segmenter.pt"), load_checkpoint(R / "round1" / "translator.pt")
+    seg_cfg = argparse.Namespace(**(seg_ckpt["args"] | {"iterations": args.steps, "log_every": 10}))
+    f_cfg = argparse.Namespace(**(f_ckpt["args"] | {"iterations": args.steps, "log_every": 10, "decay_start": 0}))
+    bs = seg_cfg.batch_size
+    adv_lambda = load_checkpoint(R / "round1" / "adv" / "segmenter.pt")["args"]["lambda_adv"]
+    tgt = DatasetSpec("cityscapes", str(R / "data" / "target"))
+    src = DatasetSpec("gta5", str(R / "data" / "source"))
+    tmp = Path(tempfile.mkdtemp(prefix="bdl-bench-"))
+
+    def loader(ds, batch=bs, shuffle=True, drop_last=True):
+        return make_loader(ds, batch, shuffle, args.workers, drop_last=drop_last)
+
+    def translated():
+        return H5SegmentationDataset(R / "round1" / "translated.h5", flip=True)
+
+    def target_images(flip=True):
+        return SegmentationDataset(tgt.samples(False), None, None, None, flip)
+
+    pseudo = R / "round1" / "ssl1" / "pseudo.h5"
+    seg_stages = {
+        "train_segmenter source-only": (
+            lambda: loader(SegmentationDataset(src.samples(), src.label_decoder(), None, None, True)), None, 0.0),
+        "train_segmenter adversarial": (lambda: loader(translated()), lambda: loader(target_images()), None),
+        "train_segmenter ssl": (
+            lambda: loader(translated()),
+            lambda: loader(H5SegmentationDataset(pseudo, flip=True, images_from=target_images(False))), None),
+    }
+    for title, (make_s, make_t, lambda_adv) in seg_stages.items():
+        cfg = argparse.Namespace(**vars(seg_cfg))
+        # M0's record says lambda_adv 0 (source-only); the adapting stages use round 1's value
+        cfg.lambda_adv = lambda_adv if lambda_adv is not None else adv_lambda
+        times = []
+        for bare in (False, True):
+            s, t = make_s(), (make_t() if make_t else None)
+            if bare:
+                s, t = InMemoryLoader(s), (InMemoryLoader(t) if t else None)
+            model = segmenter_from_checkpoint(seg_ckpt)
+            start = time.perf_counter()
+            train_segmenter(model, s, t, cfg, device, Resumable(tmp / "seg.pt", {}, 0), stage=title)
+            times.append(time.perf_counter() - start)
+        report(title, args.steps * bs, *times, 0.9)
+
+    times = []
+    for bare in (False, True):
+        s = loader(SegmentationDataset(src.samples(False), None, None, f_cfg.crop, True), f_cfg.batch_size)
+        t = loader(target_images(), f_cfg.batch_size)
+        if bare:
+            s, t = InMemoryLoader(s), InMemoryLoader(t)
+        start = time.perf_counter()
+        train_translator(f_ckpt["arch"], s, t, segmenter_from_checkpoint(seg_ckpt), f_cfg, device,
+                         Resumable(tmp / "f.pt", {}, 0))
+        times.append(time.perf_counter() - start)
+    report("train_translator", args.steps * f_cfg.batch_size, *times, 0.9)
+
+    generator, _ = build_translator(f_ckpt["arch"])
+    generator.load_state_dict(f_ckpt["model"])
+    generator.to(device).eval()
+    ds = SegmentationDataset(src.samples(), src.label_decoder())
+    ib = args.inference_batch
+    hw = tuple(ds[0]["image"].shape[-2:])
+    start = time.perf_counter()
+    n = translate_set(generator, loader(ds, ib, False, False), tmp / "t.h5", {}, device, hw)
+    real = time.perf_counter() - start
+    batch = next(iter(loader(ds, ib, False, False)))["image"]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(-(-n // ib)):
+            generator(to_gan(batch, device)).cpu()
+    report("translate (with reading + HDF5 writing)", n, real, time.perf_counter() - start, 0.85)
+
+    model = segmenter_from_checkpoint(seg_ckpt).to(device).eval()
+    ds = target_images(False)
+    start = time.perf_counter()
+    pseudo_label_set(model, loader(ds, ib, False, False), tmp / "p.h5", "classwise", 0.9, {}, device, hw)
+    real = time.perf_counter() - start
+    batch = next(iter(loader(ds, ib, False, False)))["image"]
+    start = time.perf_counter()
+    for _ in range(-(-len(ds) // ib)):
+        prob, pred = predict(model, batch, device)
+        prob.cpu(), pred.cpu()
+    report("pseudo_label classwise (with reading + HDF5 writing)", len(ds), real, time.perf_counter() - start, 0.85)
+
+    if not args.skip_memory:
+        memory_figure(R, args.threads)
+    if not args.skip_snakemake:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "8"], cwd=REPO, capture_output=True,
+                              text=True)
+        noop = time.perf_counter() - start
+        nothing = "Nothing to be done" in proc.stdout + proc.stderr
+        print(f"no-op snakemake --cores 8 after the finished demo: {noop:.2f} s "
+              f"({'nothing to be done' if nothing else 'IT RAN JOBS: the demo was not finished'}; target < 5 s)")
+
+
+def report(title, images, real, bare, target):
+    ratio = bare / real
+    flag = "ok" if ratio >= target else "BELOW TARGET"
+    print(f"{title}: stage {images / real:.1f} img/s, bare {images / bare:.1f} img/s, ratio {ratio:.2f} "
+          f"(target >= {target}, {flag})")
+
+
+MEASURE = """
+import resource, runpy, sys
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(script, run_name="__main__")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def memory_figure(R: Path, threads: int):
+    from bdl.data.demo import generate
+
+    peaks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (100, 1000):
+            generate(Path(tmp) / f"n{n}", 1, n, 1, seed=7)
+            proc = subprocess.run([sys.executable, "-c", MEASURE, str(REPO / "stages" / "pseudo_label.py"),
+                                   "--segmenter", str(R / "m0" / "segmenter.pt"), "--target-format", "cityscapes",
+                                   "--target-root", str(Path(tmp) / f"n{n}" / "target"), "--mode", "classwise",
+                                   "--threads", str(threads), "--out", str(Path(tmp) / f"p{n}.h5")],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(proc.stderr[-2000:])
+            peaks[n] = int(proc.stderr.strip().splitlines()[-1].split()[1]) / 1024
+    print(f"pseudo_label peak RSS: {peaks[100]:.0f} MiB (100 images), {peaks[1000]:.0f} MiB (1000 images), "
+          f"growth {100 * (peaks[1000] / peaks[100] - 1):.1f}% (target < 10%)")
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
