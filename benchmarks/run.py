@@ -171,33 +171,18 @@ def report(title, images, real, bare, target):
           f"(target >= {target}, {flag})")
 
 
-MEASURE = """
-import resource, runpy, sys
-script = sys.argv[1]
-sys.argv = sys.argv[1:]
-try:
-    runpy.run_path(script, run_name="__main__")
-except SystemExit as exc:
-    assert not exc.code, exc.code
-print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-"""
-
-
 def memory_figure(R: Path, threads: int):
     from bdl.data.demo import generate
+    from bdl.measure import stage_peak_rss_mib
 
     peaks = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (100, 1000):
             generate(Path(tmp) / f"n{n}", 1, n, 1, seed=7)
-            proc = subprocess.run([sys.executable, "-c", MEASURE, str(REPO / "stages" / "pseudo_label.py"),
-                                   "--segmenter", str(R / "m0" / "segmenter.pt"), "--target-format", "cityscapes",
-                                   "--target-root", str(Path(tmp) / f"n{n}" / "target"), "--mode", "classwise",
-                                   "--threads", str(threads), "--out", str(Path(tmp) / f"p{n}.h5")],
-                                  capture_output=True, text=True)
-            if proc.returncode:
-                sys.exit(proc.stderr[-2000:])
-            peaks[n] = int(proc.stderr.strip().splitlines()[-1].split()[1]) / 1024
+            peaks[n] = stage_peak_rss_mib(
+                REPO / "stages" / "pseudo_label.py", "--segmenter", R / "m0" / "segmenter.pt",
+                "--target-format", "cityscapes", "--target-root", Path(tmp) / f"n{n}" / "target",
+                "--mode", "classwise", "--threads", threads, "--out", Path(tmp) / f"p{n}.h5")
     print(f"pseudo_label peak RSS: {peaks[100]:.0f} MiB (100 images), {peaks[1000]:.0f} MiB (1000 images), "
           f"growth {100 * (peaks[1000] / peaks[100] - 1):.1f}% (target < 10%)")
 

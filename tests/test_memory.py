@@ -1,29 +1,13 @@
 """Translated sets and pseudo-labels are written incrementally: peak memory does not grow with the set."""
 
-import sys
-
 import pytest
 from conftest import STAGES, run_stage
 
-MEASURE = """
-import resource, runpy, sys
-script = sys.argv[1]
-sys.argv = sys.argv[1:]
-try:
-    runpy.run_path(script, run_name="__main__")
-except SystemExit as exc:
-    assert not exc.code, exc.code
-print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-"""
 
+def peak_mib(stage, *args):
+    from bdl.measure import stage_peak_rss_mib
 
-def peak_kb(stage, *args):
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-c", MEASURE, str(STAGES / f"{stage}.py"), *map(str, args)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return int(proc.stderr.strip().splitlines()[-1].split()[1])
+    return stage_peak_rss_mib(STAGES / f"{stage}.py", *args)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +38,7 @@ def test_peak_memory_flat_in_set_size(sets, stage):
         else:
             args = ["--segmenter", sets / "m.pt", "--target-format", "cityscapes", "--target-root", root / "target",
                     "--mode", "classwise"]
-        peaks[n] = peak_kb(stage, *args, "--batch-size", "8", "--threads", "2", "--out", sets / f"{stage}{n}.h5")
+        peaks[n] = peak_mib(stage, *args, "--batch-size", "8", "--threads", "2", "--out", sets / f"{stage}{n}.h5")
     growth = peaks[240] / peaks[30] - 1
-    print(f"{stage}: peak RSS {peaks[30] / 1024:.0f} MiB (30 images) vs {peaks[240] / 1024:.0f} MiB (240 images)")
-    assert growth < 0.10, f"peak RSS {peaks[30] / 1024:.0f} MiB -> {peaks[240] / 1024:.0f} MiB (+{100 * growth:.1f}%)"
+    print(f"{stage}: peak RSS {peaks[30]:.0f} MiB (30 images) vs {peaks[240]:.0f} MiB (240 images)")
+    assert growth < 0.10, f"peak RSS {peaks[30]:.0f} MiB -> {peaks[240]:.0f} MiB (+{100 * growth:.1f}%)"
