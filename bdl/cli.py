@@ -40,6 +40,12 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
     return 0
 
 
+def recorded_args(args: argparse.Namespace) -> dict:
+    """The CLI settings as plain values, stored in checkpoints (loadable with weights_only=True)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+            if v is None or isinstance(v, (int, float, str, bool, list, tuple))}
+
+
 def _close_progress_bars() -> None:
     tqdm = sys.modules.get("tqdm")
     if tqdm is not None:

@@ -16,7 +16,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
-from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, positive_int, run  # noqa: E402
+from bdl.cli import (  # noqa: E402
+    add_dataset_args,
+    add_runtime_args,
+    dataset_spec,
+    positive_int,
+    recorded_args,
+    run,
+)
 
 
 def get_args_parser():
@@ -115,7 +122,7 @@ def main(args):
     model, log = train_segmenter(model, src_loader, tgt_loader, args, device, resumable,
                                  stage=f"train_segmenter[{args.mode}]")
     save_checkpoint(args.out, {"kind": "segmenter", "model": model.state_dict(), "arch": arch,
-                               "step": args.iterations, "args": _plain(vars(args)), "log": log.rows})
+                               "step": args.iterations, "args": recorded_args(args), "log": log.rows})
     resumable.finish()
     if args.losses:
         log.write(args.losses)
@@ -124,11 +131,6 @@ def main(args):
 
         plot_curves(log.rows, args.curves, f"segmenter, mode {args.mode}")
     print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)
-
-
-def _plain(d):
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
-            if v is None or isinstance(v, (int, float, str, bool, list, tuple))}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
-from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, positive_int, run  # noqa: E402
+from bdl.cli import (  # noqa: E402
+    add_dataset_args,
+    add_runtime_args,
+    dataset_spec,
+    positive_int,
+    recorded_args,
+    run,
+)
 
 
 def get_args_parser():
@@ -78,8 +85,7 @@ def main(args):
         segmenter, args, device, resumable)
     save_checkpoint(args.out, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
                                "arch": arch, "step": args.iterations, "log": log.rows,
-                               "args": {k: v for k, v in vars(args).items()
-                                        if v is None or isinstance(v, (int, float, str, bool, list))}})
+                               "args": recorded_args(args)})
     resumable.finish()
     if args.losses:
         log.write(args.losses)
