@@ -18,15 +18,18 @@ def get_args_parser():
     p.add_argument("--split", default="val", help="split to evaluate (Cityscapes layout)")
     p.add_argument("--predictions", help="folder for colour prediction PNGs")
     p.add_argument("--num-predictions", type=int, default=4)
+    p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="metrics (.json)")
     return p
 
 
 def main(args):
+    import numpy as np
+
     from bdl.artifacts import load_checkpoint, write_json
     from bdl.data.datasets import SegmentationDataset
-    from bdl.data.labels import colorize
+    from bdl.data.labels import CLASS_NAMES, colorize
     from bdl.loops.inference import evaluate_set
     from bdl.models import segmenter_from_checkpoint
     from bdl.training import pick_device, seed_everything, setup_torch
@@ -39,9 +42,24 @@ def main(args):
     spec = dataset_spec(args, "target", split=args.split)
     samples = spec.samples(with_labels=True, split=args.split)
     ds = SegmentationDataset(samples, None, args.target_size)
-    cm, kept = evaluate_set(model, ds, device, args.num_predictions if args.predictions else 0,
-                            decode=spec.label_decoder())
+    thresholds = None
+    if args.pseudo:
+        from bdl.artifacts import read_attrs
+
+        thresholds = np.asarray(read_attrs(args.pseudo)["thresholds"], dtype=np.float64)
+    cm, kept, pl = evaluate_set(model, ds, device, args.num_predictions if args.predictions else 0,
+                                decode=spec.label_decoder(), thresholds=thresholds)
     result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds)}
+    if pl is not None:
+        result["pseudo_label_on_val"] = {
+            "source": str(args.pseudo),
+            "coverage": 100 * pl["kept"].sum() / max(pl["predicted"].sum(), 1),
+            "accuracy": 100 * pl["correct"].sum() / max(pl["kept"].sum(), 1),
+            "per_class_accuracy": {n: (100 * c / k if k else None)
+                                   for n, c, k in zip(CLASS_NAMES, pl["correct"], pl["kept"])},
+            "per_class_coverage": {n: (100 * k / t if t else None)
+                                   for n, k, t in zip(CLASS_NAMES, pl["kept"], pl["predicted"])},
+        }
     if args.predictions:
         out = Path(args.predictions)
         out.mkdir(parents=True, exist_ok=True)

@@ -55,13 +55,21 @@ def test_every_expected_output(finished_run):
                 "round1/translator.pt", "round1/translator_curves.png", "round1/translated.h5", "round1/gallery.png",
                 "round1/adv/segmenter.pt", "round1/adv/eval.json",
                 "round1/ssl1/pseudo.h5", "round1/ssl1/gallery.png", "round1/ssl1/segmenter.pt", "round1/ssl1/eval.json",
-                "oracle/segmenter.pt", "oracle/eval.json", "metrics.tsv", "logs/round1/translate.log"]:
+                "oracle/segmenter.pt", "oracle/eval.json", "metrics.tsv", "diagnostics.tsv",
+                "logs/round1/translate.log"]:
         assert (r / rel).exists(), rel
     rows = list(csv.DictReader((r / "metrics.tsv").open(), delimiter="\t"))
     assert [row["model"] for row in rows] == ["m0", "round1_adv", "round1_ssl1", "oracle"]
     assert all(0 <= float(row["miou"]) <= 100 for row in rows)
     assert list(rows[0])[:6] == ["model", "round", "ssl_step", "miou", "miou16", "miou13"]
     assert not list(r.rglob("*.partial.pt")) and not list(r.rglob(".*.tmp*"))
+    import json
+
+    pl = json.loads((r / "round1" / "adv" / "eval.json").read_text())["pseudo_label_on_val"]
+    assert 0 <= pl["coverage"] <= 100 and pl["source"].endswith("ssl1/pseudo.h5")
+    kinds = [line.split("\t")[:2] for line in (r / "diagnostics.tsv").read_text().splitlines()[1:]]
+    assert ["iou_delta", "round1_adv-m0"] in kinds and ["pseudo_coverage", "round1_ssl1"] in kinds
+    assert ["pseudo_val_accuracy", "round1_adv"] in kinds
 
 
 def test_rerun_is_a_no_op(finished_run):

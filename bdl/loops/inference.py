@@ -92,22 +92,34 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
 
 
 @torch.no_grad()
-def evaluate_set(model, dataset, device, keep_predictions: int = 0, batch_size: int = 1, decode=None):
+def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None, thresholds=None):
     """Confusion matrix of M on labelled target images at the label's own resolution.
 
     The image may be resized for the model; logits are upsampled back to the original label size,
     the usual protocol (BDL predicts at 1024x512 and scores at 2048x1024).
+    With ``thresholds`` (those M used for its pseudo-labels) it also measures what pseudo-labels of M
+    would be on these labelled images: per predicted class, pixels kept and pixels kept correctly.
     """
     model.to(device).eval()
     cm = ConfusionMatrix()
     kept = []
+    pl = {"predicted": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64),
+          "correct": np.zeros(NUM_CLASSES, np.int64)}
     for i in progress(range(len(dataset)), total=len(dataset), desc="evaluate"):
         item = dataset[i]
         full = torch.from_numpy(decode(dataset.samples[i].label).astype(np.int64))
         logits = model(item["image"].unsqueeze(0).to(device).float().div_(255))
         logits = F.interpolate(logits, size=full.shape, mode="bilinear", align_corners=False)
-        pred = logits.argmax(1)[0].cpu()
+        prob, pred = F.softmax(logits.float(), 1).max(1)
+        pred, prob = pred[0].cpu(), prob[0].cpu()
         cm.update(full, pred)
+        if thresholds is not None:
+            valid = (full != IGNORE).numpy()
+            p, g = pred.numpy()[valid], full.numpy()[valid]
+            keep = prob.numpy()[valid].astype(np.float16) >= thresholds.astype(np.float16)[p]
+            pl["predicted"] += np.bincount(p, minlength=NUM_CLASSES)[:NUM_CLASSES]
+            pl["kept"] += np.bincount(p[keep], minlength=NUM_CLASSES)[:NUM_CLASSES]
+            pl["correct"] += np.bincount(p[keep & (p == g)], minlength=NUM_CLASSES)[:NUM_CLASSES]
         if len(kept) < keep_predictions:
             kept.append((dataset.samples[i].name, pred.numpy().astype(np.uint8), full.numpy().astype(np.uint8)))
-    return cm, kept
+    return cm, kept, (pl if thresholds is not None else None)

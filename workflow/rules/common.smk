@@ -181,10 +181,23 @@ def evaluated_models():
     return models
 
 
+def pseudo_made_by(model):
+    """The pseudo-label set a model of the loop made for the next SSL step, if it made one."""
+    for k in range(1, K + 1):
+        for n in range(0, N):
+            if model == (f"round{k}/adv" if n == 0 else f"round{k}/ssl{n}"):
+                return [f"{R}/round{k}/ssl{n + 1}/pseudo.h5"]
+    return []
+
+
+def pseudo_sets():
+    return {f"round{k}_ssl{n}": f"{R}/round{k}/ssl{n}/pseudo.h5" for k in range(1, K + 1) for n in range(1, N + 1)}
+
+
 def all_outputs():
     """The table, and every on-disk set with its gallery: sets are targets themselves, so deleting one
     regenerates it (and, being newer, everything made from it)."""
-    out = [f"{R}/metrics.tsv"]
+    out = [f"{R}/metrics.tsv", f"{R}/diagnostics.tsv"]
     for k in range(1, K + 1):
         out += [f"{R}/round{k}/translated.h5", f"{R}/round{k}/gallery.png"]
         for n in range(1, N + 1):

@@ -5,6 +5,7 @@ rule evaluate:
     input:
         data_inputs(),
         segmenter=f"{R}/{{model}}/segmenter.pt",
+        pseudo=lambda w: pseudo_made_by(w.model),
     output:
         metrics=f"{R}/{{model}}/eval.json",
         predictions=directory(f"{R}/{{model}}/predictions"),
@@ -16,6 +17,7 @@ rule evaluate:
             ]
         ),
         runtime=RUNTIME,
+        pseudo=lambda w, input: flags(pseudo=input.pseudo[0]) if input.pseudo else "",
     log:
         f"{R}/logs/{{model}}/evaluate.log",
     conda:
@@ -24,7 +26,8 @@ rule evaluate:
     resources:
         **res("gpu"),
     shell:
-        "python stages/evaluate.py --segmenter {input.segmenter:q} {params.args} {params.runtime} --threads {threads}"
+        "python stages/evaluate.py --segmenter {input.segmenter:q} {params.args} {params.pseudo} {params.runtime}"
+        " --threads {threads}"
         " --predictions {output.predictions:q} --out {output.metrics:q} > {log:q} 2>&1"
 
 
@@ -45,3 +48,26 @@ rule collect_metrics:
         runtime=5,
     shell:
         "python stages/collect_metrics.py --eval {params.pairs} --out {output:q} > {log:q} 2>&1"
+
+
+rule diagnostics:
+    input:
+        evals=[f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
+        pseudo=list(pseudo_sets().values()),
+    output:
+        report(f"{R}/diagnostics.tsv", category="Ablation table", labels={"table": "diagnostics"}),
+    params:
+        evals=lambda w, input: " ".join(
+            shlex.quote(f"{m}={p}") for m, p in zip(evaluated_models(), input.evals)
+        ),
+        pseudo=lambda w, input: " ".join(shlex.quote(f"{m}={p}") for m, p in zip(pseudo_sets(), input.pseudo)),
+    log:
+        f"{R}/logs/diagnostics.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python stages/diagnostics.py --eval {params.evals} --pseudo {params.pseudo} --out {output:q} > {log:q} 2>&1"
