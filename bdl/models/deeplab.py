@@ -1,6 +1,5 @@
 """DeepLab v2: a dilated ResNet trunk (output stride 8) and an ASPP classifier of summed dilated 3x3 convs."""
 
-
 import torch.nn.functional as F
 import torchvision
 from torch import nn

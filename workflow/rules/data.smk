@@ -5,7 +5,7 @@ rule make_demo_data:
     output:
         directory(DEMO_DIR),
     params:
-        args=flags(**{f"{k}" if k.startswith(("n_",)) else k: v for k, v in config["demo"].items()}),
+        args=flags(**config["demo"]),
     log:
         f"{R}/logs/make_demo_data.log",
     conda:
