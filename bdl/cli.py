@@ -46,6 +46,19 @@ def recorded_args(args: argparse.Namespace) -> dict:
             if v is None or isinstance(v, (int, float, str, bool, list, tuple))}
 
 
+def name_path_pairs(items, flag: str) -> list:
+    """``NAME=PATH`` command-line items as (name, Path) pairs, in order."""
+    from pathlib import Path
+
+    out = []
+    for item in items:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise BDLError(f"{flag} {item}: expected NAME=PATH")
+        out.append((name, Path(path)))
+    return out
+
+
 def _close_progress_bars() -> None:
     tqdm = sys.modules.get("tqdm")
     if tqdm is not None:

@@ -112,6 +112,15 @@ class LossLog:
             w.writerows(self.rows)
 
 
+def log_step(log: LossLog, bar, stage: str, step: int, total: int, lr: float, losses: dict) -> None:
+    """Record one logged step: a loss-log row, the progress bar's figures and a plain log line."""
+    values = {k: v.item() for k, v in losses.items()}
+    log.add(step, values | {"lr": lr})
+    bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+    bar.write(f"[{stage}] step {step}/{total} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in values.items()),
+              file=sys.stderr)
+
+
 def progress(iterable=None, total=None, desc=""):
     from tqdm import tqdm
 

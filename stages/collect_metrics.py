@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
-from bdl.cli import run  # noqa: E402
+from bdl.cli import name_path_pairs, run  # noqa: E402
 
 
 def get_args_parser():
@@ -39,12 +39,9 @@ def main(args):
 
     header = ["model", "round", "ssl_step", "miou", "miou16", "miou13", *CLASS_NAMES]
     lines = ["\t".join(h.replace(" ", "_") for h in header)]
-    for item in args.eval:
-        name, _, path = item.partition("=")
-        if not path:
-            raise BDLError(f"--eval {item}: expected NAME=JSON")
+    for name, path in name_path_pairs(args.eval, "--eval"):
         try:
-            res = json.loads(Path(path).read_text())
+            res = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise BDLError(f"{path}: cannot read evaluation ({exc})") from None
         k, n = _round_step(name)

@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl import BDLError  # noqa: E402
-from bdl.cli import run  # noqa: E402
+from bdl.cli import name_path_pairs, run  # noqa: E402
 
 
 def get_args_parser():
@@ -27,16 +26,6 @@ def get_args_parser():
     p.add_argument("--pseudo", nargs="*", default=[], metavar="NAME=H5", help="pseudo-label sets per SSL step")
     p.add_argument("--out", required=True, help="diagnostics (.tsv)")
     return p
-
-
-def _pairs(items, flag):
-    out = []
-    for item in items:
-        name, _, path = item.partition("=")
-        if not path:
-            raise BDLError(f"{flag} {item}: expected NAME=PATH")
-        out.append((name, Path(path)))
-    return out
 
 
 def main(args):
@@ -51,14 +40,14 @@ def main(args):
         return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
 
     rows = []
-    evals = [(name, json.loads(path.read_text())) for name, path in _pairs(args.eval, "--eval")]
+    evals = [(name, json.loads(path.read_text())) for name, path in name_path_pairs(args.eval, "--eval")]
     for (prev_name, prev), (name, cur) in zip(evals, evals[1:]):
         if name == "oracle":
             continue
         deltas = [None if cur["per_class"][c] is None or prev["per_class"][c] is None
                   else cur["per_class"][c] - prev["per_class"][c] for c in CLASS_NAMES]
         rows.append(["iou_delta", f"{name}-{prev_name}", fmt(cur["miou"] - prev["miou"]), *map(fmt, deltas)])
-    for name, path in _pairs(args.pseudo, "--pseudo"):
+    for name, path in name_path_pairs(args.pseudo, "--pseudo"):
         attrs = read_attrs(path)
         kept, predicted = np.asarray(attrs["kept_pixels"], float), np.asarray(attrs["predicted_pixels"], float)
         per = [100 * k / t if t else None for k, t in zip(kept, predicted)]

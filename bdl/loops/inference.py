@@ -116,7 +116,8 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
         if thresholds is not None:
             valid = (full != IGNORE).numpy()
             p, g = pred.numpy()[valid], full.numpy()[valid]
-            keep = prob.numpy()[valid].astype(np.float16) >= thresholds.astype(np.float16)[p]
+            # the rule pseudo_label_set applies, on the same float16 precision it stores
+            keep = apply_thresholds(p, prob.numpy()[valid].astype(np.float16), thresholds.astype(np.float16)) != IGNORE
             pl["predicted"] += np.bincount(p, minlength=NUM_CLASSES)[:NUM_CLASSES]
             pl["kept"] += np.bincount(p[keep], minlength=NUM_CLASSES)[:NUM_CLASSES]
             pl["correct"] += np.bincount(p[keep & (p == g)], minlength=NUM_CLASSES)[:NUM_CLASSES]

@@ -5,15 +5,13 @@ afterwards, the target's own labels for the oracle), plus, when adapting, one ba
 for the output-space adversarial term and, in SSL mode, their pseudo-labels.
 """
 
-import sys
-
 import torch
 import torch.nn.functional as F
 
 from bdl.data.datasets import infinite
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
-from bdl.training import LossLog, Resumable, check_finite, poly_lr, progress, set_lr
+from bdl.training import LossLog, Resumable, check_finite, log_step, poly_lr, progress, set_lr
 
 SOURCE, TARGET = 0.0, 1.0  # domain labels of D, as in the reference code
 
@@ -87,10 +85,7 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
             losses["D"] = d_loss
             check_finite(stage, step, {"D": d_loss})
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.iterations:
-            log.add(step + 1, {k: v.item() for k, v in losses.items()} | {"lr": lr})
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
-            bar.write(f"[{stage}] step {step + 1}/{cfg.iterations} lr {lr:.2e} "
-                      + " ".join(f"{k} {v.item():.4f}" for k, v in losses.items()), file=sys.stderr)
+            log_step(log, bar, stage, step + 1, cfg.iterations, lr, losses)
         bar.update(1)
         if resumable.due(step + 1) and step + 1 < cfg.iterations:
             state = {"kind": "partial", "model": model.state_dict(), "optimizer": opt.state_dict(),

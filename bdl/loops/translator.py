@@ -4,14 +4,13 @@ Names follow CycleGAN: A is the source domain, B the target; F = G_AB, F_inv = G
 """
 
 import itertools
-import sys
 
 import torch
 
 from bdl.data.datasets import infinite
 from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
-from bdl.training import LossLog, Resumable, check_finite, progress
+from bdl.training import LossLog, Resumable, check_finite, log_step, progress
 
 
 def to_gan(images: torch.Tensor, device) -> torch.Tensor:
@@ -114,10 +113,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         check_finite(stage, step, {"D": d_loss})
 
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.iterations:
-            log.add(step + 1, {k: v.item() for k, v in losses.items()} | {"lr": cfg.lr * scale})
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
-            bar.write(f"[{stage}] step {step + 1}/{cfg.iterations} lr {cfg.lr * scale:.2e} "
-                      + " ".join(f"{k} {v.item():.4f}" for k, v in losses.items()), file=sys.stderr)
+            log_step(log, bar, stage, step + 1, cfg.iterations, cfg.lr * scale, losses)
         bar.update(1)
         if resumable.due(step + 1) and step + 1 < cfg.iterations:
             resumable.save({
