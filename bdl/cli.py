@@ -25,6 +25,11 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
 def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse, run ``main(args)``; a BDLError becomes ``error: <message>`` on one line and exit code 2."""
     args = parser.parse_args(argv)
+    if os.environ.get("SLURM_JOB_ID"):
+        # a stage log then ties back to sacct/squeue and to SLURM's own log of the same job
+        env = os.environ
+        print(f"slurm job {env['SLURM_JOB_ID']} on {env.get('SLURMD_NODENAME', '?')},"
+              f" gpus {env.get('SLURM_GPUS_ON_NODE', 0)}, cpus {env.get('SLURM_CPUS_PER_TASK', '?')}", file=sys.stderr)
     try:
         main(args)
     except BDLError as exc:

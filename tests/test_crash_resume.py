@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from test_workflow import tiny_config
+from conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 PARTIAL = {

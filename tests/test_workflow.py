@@ -1,51 +1,10 @@
 """The whole workflow on a tiny config (K=1, N=1, a few iterations): every output, then caching."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def tiny_config(results: Path, **over) -> dict:
-    cfg = {
-        "results": str(results),
-        "rounds": 1,
-        "ssl_steps": 1,
-        "oracle": True,
-        "demo": {"n_source": 16, "n_target_train": 12, "n_target_val": 6, "width": 64, "height": 32},
-        "segmenter": {"width": 8, "ndf": 8, "batch_size": 4,
-                      "iterations": {"source": 4, "adversarial": 3, "ssl": 3, "oracle": 3}},
-        "translator": {"ngf": 4, "n_blocks": 1, "ndf": 4, "iterations": 3, "batch_size": 2},
-        "runtime": {"threads": 1, "checkpoint_every": 2, "log_every": 1},
-    }
-    for key, value in over.items():
-        cfg[key] = value
-    return cfg
-
-
-def snakemake(cfg_path: Path, *extra, check=True):
-    proc = subprocess.run([*SNAKEMAKE, "--cores", "2", *extra, "--configfile", str(cfg_path)],
-                          cwd=REPO, capture_output=True, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-4000:])
-    return proc
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("wf")
-    results = base / "res with space"
-    cfg = base / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config(results)))
-    snakemake(cfg)
-    return cfg, results
+from conftest import REPO, snakemake
 
 
 def test_every_expected_output(finished_run):

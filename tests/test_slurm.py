@@ -1,0 +1,177 @@
+"""The workflow through `--profile profiles/slurm` on a real SLURM (started by `.ci/slurm-cluster start`):
+every job goes through sbatch, outputs equal a local run's, a failing job is reported with its log, and a
+scancel'd training job is finished by a plain rerun that resumes from its checkpoint."""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, SNAKEMAKE, tiny_config
+from PIL import Image
+
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+GPU_RULES = {"train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl",
+             "translate", "pseudo_label", "evaluate"}
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)")
+# Stage logs whose job asked for a GPU (resource gpu=1 -> sbatch --gpus=1), by file name.
+GPU_LOG = re.compile(r"(train|translate|pseudo|evaluate)\.log$")
+
+
+def _cluster_state() -> str:
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo: {exc}"
+    return proc.stdout.strip() if proc.returncode == 0 else proc.stderr.strip()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    state = _cluster_state()
+    missing = None
+    if state not in {"idle", "mixed", "allocated"}:
+        missing = f"no SLURM cluster answers ({state!r}); start one with `.ci/slurm-cluster start`"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        missing = missing or "snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')"
+    if missing:
+        if os.environ.get("BDL_REQUIRE_SLURM"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+
+# The keys the one-node test cluster needs changed; everything else of the shipped profile is used as is.
+LOCAL_KEYS = {"slurm-status-command", "slurm-init-seconds-before-status-checks", "latency-wait",
+              "default-resources", "set-threads", "set-resources"}
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    """profiles/slurm adapted to the test node: no accounting (poll squeue), 2 CPUs, 1 thread per job so the
+    numbers equal the local run's, memory capped to the node. GPU requests are kept (the node has fake GPUs)."""
+    shipped = yaml.safe_load(PROFILE.read_text())
+    local = dict(shipped)
+    local["slurm-status-command"] = "squeue"
+    local["slurm-init-seconds-before-status-checks"] = 1
+    local["latency-wait"] = 5
+    local["default-resources"] = {**shipped["default-resources"], "mem_mb": 1000, "runtime": 30}
+    local["set-threads"] = {rule: 1 for rule in shipped["set-threads"]}
+    local["set-resources"] = {rule: {**res, "mem_mb": min(res["mem_mb"], 2000), "runtime": 30}
+                              for rule, res in shipped["set-resources"].items()}
+    assert {k for k in local if local[k] != shipped.get(k)} <= LOCAL_KEYS
+    folder = tmp_path_factory.mktemp("profile")
+    (folder / "config.yaml").write_text(yaml.safe_dump(local))
+    return folder
+
+
+def slurm_run(profile: Path, cfg: dict, path: Path, *extra, wait=True):
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [*SNAKEMAKE, "--profile", str(profile), *extra, "--configfile", str(path)]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def test_profile_names_only_real_rules_and_gpu_stages_ask_for_a_gpu():
+    shipped = yaml.safe_load(PROFILE.read_text())
+    rules = set(subprocess.run([*SNAKEMAKE, "--list-rules"], cwd=REPO, capture_output=True, text=True,
+                               check=True).stdout.split())
+    assert set(shipped["set-resources"]) | set(shipped["set-threads"]) <= rules
+    assert set(shipped["set-resources"]) == rules - {"all"}
+    for rule, res in shipped["set-resources"].items():
+        assert (res.get("gpu", 0) == 1) == (rule in GPU_RULES), rule
+    assert shipped["executor"] == "slurm"
+
+
+def test_full_workflow_through_sbatch_matches_local_run(cluster, profile, finished_run, tmp_path):
+    cfg_local, res_local = finished_run
+    results = tmp_path / "slurm results"
+    cfg = yaml.safe_load(cfg_local.read_text()) | {"results": str(results)}
+    proc = slurm_run(profile, cfg, tmp_path / "tiny.yaml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    jobs = SUBMITTED.findall(out)
+    total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
+    assert len(jobs) == total - 1 and total > 10  # every job but the local target rule 'all'
+    for job_id, slurm_log in jobs:  # the plugin deletes a successful job's SLURM log, keeps a failed one's
+        assert Path(slurm_log).stem == job_id
+    stage_logs = sorted((results / "logs").rglob("*.log"))
+    assert len(stage_logs) == total - 1
+    ids = {job_id for job_id, _ in jobs}
+    for log in stage_logs:
+        head = re.search(r"^slurm job (\d+) on localhost, gpus (\d+)", log.read_text(), re.M)
+        assert head and head.group(1) in ids, log
+        assert head.group(2) == ("1" if GPU_LOG.search(log.name) else "0"), log
+    assert (results / "metrics.tsv").read_text() == (res_local / "metrics.tsv").read_text()
+    assert (results / "diagnostics.tsv").read_text() == (res_local / "diagnostics.tsv").read_text()
+
+
+def test_failing_job_is_reported_with_its_log(cluster, profile, finished_run, tmp_path):
+    cfg_local, res_local = finished_run
+    data = tmp_path / "data"
+    shutil.copytree(res_local / "data", data)
+    Image.fromarray(np.full((32, 64), 200, np.uint8), mode="L").save(data / "source" / "labels" / "00002.png")
+    results = tmp_path / "res"
+    cfg = yaml.safe_load(cfg_local.read_text()) | {
+        "results": str(results),
+        "source": {"format": "gta5", "root": str(data / "source")},
+        "target": {"format": "cityscapes", "root": str(data / "target")}}
+    proc = slurm_run(profile, cfg, tmp_path / "bad.yaml", "--retries", "0")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(r"Error in rule check_data", out), out[-3000:]
+    assert re.search(r"SLURM-job '\d+' failed", out), out[-3000:]
+    log = results / "logs" / "check_data.log"
+    assert str(log) in out
+    [slurm_log] = [Path(p) for _, p in SUBMITTED.findall(out) if Path(p).parent.name == "rule_check_data"]
+    assert "Error in rule check_data" in slurm_log.read_text()  # SLURM's log of the failed job is kept
+    assert "label ids [200] outside the label table" in out  # show-failed-logs prints the stage's error line
+    assert log.read_text().strip().splitlines()[-1].startswith("error:")
+    assert not (results / "data_check.json").exists() and not (results / "m0").exists()
+
+
+def _running_job(rule: str) -> str | None:
+    """The id of the running SLURM job of a rule (the plugin puts 'rule_<name>' in the job comment)."""
+    proc = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %k"], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        job_id, _, comment = line.partition(" ")
+        if f"rule_{rule}" in comment:
+            return job_id
+    return None
+
+
+def test_rerun_after_scancel_completes_and_resumes(cluster, profile, tmp_path):
+    results = tmp_path / "res"
+    cfg = tiny_config(results)
+    cfg["oracle"] = False
+    cfg["segmenter"]["iterations"]["source"] = 400
+    cfg["runtime"]["checkpoint_every"] = 5
+    path = tmp_path / "cancel.yaml"
+    first = slurm_run(profile, cfg, path, "--retries", "0", wait=False)
+    partial = results / "m0" / "segmenter.pt.partial.pt"
+    deadline = time.monotonic() + 300
+    job_id = None
+    while time.monotonic() < deadline and not (job_id and partial.exists()):
+        job_id = _running_job("train_m0")
+        time.sleep(0.5)
+    assert job_id and partial.exists(), "train_m0 never ran long enough to checkpoint"
+    subprocess.run(["scancel", job_id], check=True)
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode != 0
+    assert re.search(rf"SLURM-job '{job_id}' failed.*CANCELLED", out), out[-3000:]
+    assert not (results / "m0" / "segmenter.pt").exists() and partial.exists()
+
+    second = slurm_run(profile, cfg, path)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+    log = (results / "logs" / "m0" / "train.log").read_text()
+    step = int(re.search(r"\[resume\] .*: resuming at step (\d+)", log).group(1))
+    assert step > 0
+    assert (results / "metrics.tsv").exists() and not list(results.rglob("*.partial.pt"))
