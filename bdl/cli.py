@@ -20,6 +20,10 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result on CPU")
+    g.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 autocast for M, F and D ('auto': on a CUDA GPU that supports it, off on CPU)")
+    g.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                   help="channels_last memory format for models and images ('auto': on CUDA, off on CPU)")
 
 
 def run(main, parser: argparse.ArgumentParser, argv=None) -> int:

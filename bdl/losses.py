@@ -10,11 +10,13 @@ def seg_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Pixel cross-entropy; 255 is ignored. A batch with no labelled pixel contributes zero, not NaN."""
     if not bool((target != IGNORE).any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, target, ignore_index=IGNORE)
+    # float32 whatever the autocast dtype: bf16 log-softmax over 19 classes loses the small probabilities
+    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE)
 
 
 def bce_adv(d_logits: torch.Tensor, domain: float) -> torch.Tensor:
     """Output-space adversarial BCE; domain label 0 = source, 1 = target (as the reference code)."""
+    d_logits = d_logits.float()
     return F.binary_cross_entropy_with_logits(d_logits, torch.full_like(d_logits, domain))
 
 
@@ -27,6 +29,7 @@ class GANLoss:
         self.mode = mode
 
     def __call__(self, prediction: torch.Tensor, is_real: bool) -> torch.Tensor:
+        prediction = prediction.float()
         target = torch.full_like(prediction, 1.0 if is_real else 0.0)
         if self.mode == "lsgan":
             return F.mse_loss(prediction, target)
@@ -34,12 +37,12 @@ class GANLoss:
 
 
 def cycle_l1(reconstructed: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    return F.l1_loss(reconstructed, real)
+    return F.l1_loss(reconstructed.float(), real.float())
 
 
 def instance_norm_logits(logits: torch.Tensor) -> torch.Tensor:
     """Per-image, per-class normalisation: the perceptual loss compares layouts, not confidence scales."""
-    return F.instance_norm(logits)
+    return F.instance_norm(logits.float())
 
 
 def perceptual(segmenter, real01: torch.Tensor, other01: torch.Tensor, real_logits: torch.Tensor | None = None):

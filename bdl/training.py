@@ -23,6 +23,38 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+class Speed:
+    """How models run: bf16 autocast and channels_last, each 'auto' (on for CUDA), 'on' or 'off'.
+
+    bf16 keeps float32 weights and master copies (autocast only lowers matmul/conv inputs), so no loss
+    scaling is needed; losses, softmax and norms stay float32 under autocast's own rules. On the CPU both
+    default to off: the demo's small convolutions are slower in bf16 there and results must reproduce.
+    """
+
+    def __init__(self, device: torch.device, bf16: str = "auto", channels_last: str = "auto"):
+        cuda = device.type == "cuda"
+        self.device = device
+        self.bf16 = cuda and torch.cuda.is_bf16_supported() if bf16 == "auto" else bf16 == "on"
+        self.channels_last = cuda if channels_last == "auto" else channels_last == "on"
+
+    @classmethod
+    def of(cls, cfg, device):
+        return cls(device, getattr(cfg, "bf16", "auto"), getattr(cfg, "channels_last", "auto"))
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def model(self, module: torch.nn.Module) -> torch.nn.Module:
+        module.to(self.device)
+        return module.to(memory_format=torch.channels_last) if self.channels_last else module
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def __str__(self):
+        return f"bf16 {'on' if self.bf16 else 'off'}, channels_last {'on' if self.channels_last else 'off'}"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -27,7 +27,7 @@ def main(args):
     from bdl.data.datasets import SegmentationDataset, make_loader
     from bdl.loops.inference import translate_set
     from bdl.loops.translator import build_translator
-    from bdl.training import pick_device, seed_everything, setup_torch
+    from bdl.training import Speed, pick_device, seed_everything, setup_torch
 
     device = pick_device(args.device)
     setup_torch(device, args.threads)
@@ -41,7 +41,7 @@ def main(args):
     attrs = {"made_by": "translate", "translator": str(args.translator),
              "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}
     n = translate_set(generator, make_loader(ds, args.batch_size, False, args.workers), args.out, attrs, device,
-                      tuple(first.shape[-2:]))
+                      tuple(first.shape[-2:]), Speed.of(args, device))
     print(f"wrote {n} translated images to {args.out}", file=sys.stderr)
 
 

@@ -13,13 +13,12 @@ def test_fixed_threshold_keeps_exactly_pixels_at_or_above():
 
 def test_classwise_thresholds_are_exact_medians_capped():
     pred = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2], dtype=np.uint8)
-    prob = np.array([0.2, 0.5, 0.4, 0.3, 0.6, 0.7, 0.35, 0.95, 0.99], dtype=np.float32)
+    prob = np.array([0.2, 0.5, 0.4, 0.3, 0.6, 0.7, 0.35, 0.95, 0.99], dtype=np.float16)
     cm = ClasswiseMedian(19, cap=0.9)
     cm.add(pred, prob)
-    cm.refine(pred, prob)
     t = cm.thresholds()
-    assert t[0] == pytest.approx(np.median([0.2, 0.5, 0.4]))
-    assert t[1] == pytest.approx(np.median([0.3, 0.6, 0.7, 0.35]))  # even count: mean of the middle two
+    assert t[0] == np.median(prob[:3].astype(np.float64))
+    assert t[1] == np.median(prob[3:7].astype(np.float64))  # even count: mean of the middle two
     assert t[2] == pytest.approx(0.9)  # the median 0.97 is capped
     assert t[5] == pytest.approx(0.9)  # never predicted: the cap
 
@@ -31,9 +30,13 @@ def test_classwise_matches_numpy_on_random_streams(seed):
     cm = ClasswiseMedian(4, cap=0.97)
     for p, q in chunks:
         cm.add(p, q)
-    for p, q in chunks:  # the second pass, as the stage does over the stored probabilities
-        cm.refine(p, q)
     pred = np.concatenate([c[0] for c in chunks])
     prob = np.concatenate([c[1] for c in chunks]).astype(np.float64)
     for c in range(4):
         assert cm.thresholds()[c] == pytest.approx(min(np.median(prob[pred == c]), 0.97), abs=1e-12)
+
+
+def test_classwise_extremes_zero_one_and_single_pixel():
+    cm = ClasswiseMedian(3, cap=1.0)
+    cm.add(np.array([0, 0, 1], np.uint8), np.array([0.0, 1.0, 0.0625], np.float16))
+    assert cm.thresholds().tolist() == [0.5, 0.0625, 1.0]

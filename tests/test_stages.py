@@ -131,3 +131,27 @@ def test_seed_summary(tmp_path):
     (tmp_path / "c.tsv").write_text(head + "oracle\t\t\t1\t1\t1\n")
     bad = run_stage("seed_summary", tmp_path / "a.tsv", tmp_path / "c.tsv", check=False)
     assert bad.returncode == 2 and "c.tsv: rows ['oracle'] differ" in bad.stderr
+
+
+def test_bf16_and_channels_last_path_runs_and_stays_close(chain, tiny_demo, tmp_path):
+    """The GPU defaults forced on the CPU: the same code path (autocast, channels_last models and inputs,
+    float32 losses) trains, translates and pseudo-labels with finite losses; bf16 predictions stay close."""
+    fast = ["--bf16", "on", "--channels-last", "on"]
+    run_stage("train_segmenter", "--mode", "adversarial", "--translated", chain / "translated.h5",
+              *target_flags(tiny_demo), "--init", chain / "m0.pt", *TINY_SEG, "--iterations", "3", *fast,
+              "--out", tmp_path / "adv.pt", "--losses", tmp_path / "adv.tsv")
+    rows = [line.split("\t") for line in (tmp_path / "adv.tsv").read_text().splitlines()[1:]]
+    assert rows and all(np.isfinite(float(v)) for row in rows for v in row[1:] if v)
+    run_stage("train_translator", *source_flags(tiny_demo), *target_flags(tiny_demo), "--segmenter", chain / "m0.pt",
+              "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--iterations", "2", "--batch-size", "2",
+              "--threads", "1", *fast, "--out", tmp_path / "f.pt", "--losses", tmp_path / "f.tsv")
+    run_stage("translate", "--translator", tmp_path / "f.pt", *source_flags(tiny_demo), "--batch-size", "5",
+              "--threads", "1", *fast, "--out", tmp_path / "t.h5")
+    run_stage("pseudo_label", "--segmenter", chain / "adv.pt", *target_flags(tiny_demo), "--mode", "classwise",
+              "--threshold", "0.9", "--batch-size", "5", "--threads", "1", *fast, "--out", tmp_path / "p.h5")
+    with h5py.File(tmp_path / "p.h5") as fast_file, h5py.File(chain / "pseudo.h5") as ref:
+        agree = (fast_file["pred"][:] == ref["pred"][:]).mean()
+        gap = np.abs(fast_file["prob"][:].astype(np.float32) - ref["prob"][:].astype(np.float32)).mean()
+    assert agree > 0.9 and gap < 0.05
+    with h5py.File(tmp_path / "t.h5") as f:
+        assert f["images"].dtype == np.uint8 and f["images"].shape[0] == 24

@@ -1,15 +1,19 @@
 """Inference passes over whole sets: translate the source, pseudo-label the target, evaluate on val."""
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bdl.artifacts import H5Writer
+from bdl.data.datasets import ahead
 from bdl.data.labels import IGNORE, NUM_CLASSES
 from bdl.loops.translator import to_gan
 from bdl.metrics import ConfusionMatrix
 from bdl.pseudo import ClasswiseMedian, apply_thresholds
-from bdl.training import progress
+from bdl.training import Speed, progress
 
 
 def _pad_to(x: torch.Tensor, multiple: int):
@@ -20,62 +24,120 @@ def _pad_to(x: torch.Tensor, multiple: int):
     return x, h, w
 
 
+class _Behind:
+    """Runs each batch's CPU-side finishing work (dtype conversions, histograms, compressed HDF5 writes) on
+    one helper thread while the model computes the next batch. The model's kernels release the GIL, so on
+    a CPU the two overlap where the model leaves cores idle, and on a GPU the host work hides entirely.
+    At most ``depth`` batches wait (memory stays one batch deep); a failure surfaces at the next submit."""
+
+    def __init__(self, depth: int = 2):
+        self.pool, self.pending, self.depth = ThreadPoolExecutor(1, thread_name_prefix="bdl-writer"), deque(), depth
+
+    def submit(self, fn, *args):
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > self.depth:
+            self.pending.popleft().result()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            while self.pending:
+                future = self.pending.popleft()
+                if exc_type is None:
+                    future.result()
+                else:
+                    future.cancel()
+        finally:
+            self.pool.shutdown(wait=True)
+        return False
+
+
 @torch.no_grad()
-def translate_set(generator, loader, out_path, attrs: dict, device, size_hw) -> int:
+def translate_set(generator, loader, out_path, attrs: dict, device, size_hw, speed: Speed | None = None) -> int:
     """F over every source image; writes images, source labels and names to one HDF5 file."""
-    generator.to(device).eval()
+    speed = speed or Speed(device, "off", "off")
+    speed.model(generator).eval()
     n = len(loader.dataset)
     h, w = size_hw
     start = 0
-    with H5Writer(out_path, n, {"images": ((h, w, 3), "uint8"), "labels": ((h, w), "uint8")}, attrs) as out:
-        for batch in progress(loader, total=len(loader), desc="translate"):
+    with H5Writer(out_path, n, {"images": ((h, w, 3), "uint8"), "labels": ((h, w), "uint8")}, attrs) as out, \
+            _Behind() as behind:
+        for batch in progress(ahead(loader, device), total=len(loader), desc="translate"):
             x, h0, w0 = _pad_to(to_gan(batch["image"], device), 4)  # two stride-2 steps need /4 sizes
-            fake = generator(x)[..., :h0, :w0]
-            images = ((fake + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            with speed.autocast():
+                fake = generator(speed.images(x))[..., :h0, :w0].float()
+            images = ((fake + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            images = images.to("cpu", non_blocking=True)
             names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
-            out.write(start, names, images=images, labels=batch["label"].numpy().astype(np.uint8))
+            behind.submit(_write_translated, out, start, names, images, batch["label"], _ready_event(device))
             start += len(names)
     return n
 
 
+def _ready_event(device):
+    """An event the helper thread waits on before reading a non-blocking device-to-host copy."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record()
+    return event
+
+
+def _write_translated(out, start, names, images, labels, ready):
+    if ready is not None:
+        ready.synchronize()
+    out.write(start, names, images=images.numpy(), labels=labels.numpy().astype(np.uint8))
+
+
 @torch.no_grad()
-def predict(model, images_uint8: torch.Tensor, device):
+def predict(model, images_uint8: torch.Tensor, device, speed: Speed | None = None):
     """Softmax max-probability and argmax of M for a uint8 batch."""
-    logits = model(images_uint8.to(device, non_blocking=True).float().div_(255))
+    speed = speed or Speed(device, "off", "off")
+    with speed.autocast():
+        logits = model(speed.images(images_uint8.to(device, non_blocking=True).float().div_(255)))
     prob, pred = F.softmax(logits.float(), 1).max(1)
     return prob, pred
 
 
 @torch.no_grad()
-def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw):
+def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
+                     speed: Speed | None = None):
     """Write pred, max prob (float16) and thresholded labels for every target train image.
 
-    Pass 1 predicts and stores; for ``classwise`` a second pass over the stored probabilities (not the
-    model) refines the exact medians; the last pass turns pred/prob into labels with 255 ignored.
+    One pass predicts, stores and (``classwise``) fills the exact median histograms; a second pass over
+    the stored pred/prob (not the model) turns them into labels with 255 ignored.
     """
-    model.to(device).eval()
+    speed = speed or Speed(device, "off", "off")
+    speed.model(model).eval()
     n = len(loader.dataset)
     h, w = size_hw
     arrays = {"pred": ((h, w), "uint8"), "prob": ((h, w), "float16"), "labels": ((h, w), "uint8")}
     stats = ClasswiseMedian(NUM_CLASSES, cap=threshold)
     kept = np.zeros(NUM_CLASSES, dtype=np.int64)
     predicted = np.zeros(NUM_CLASSES, dtype=np.int64)
+
+    def finish(start, names, prob, pred, ready):
+        if ready is not None:
+            ready.synchronize()
+        prob16, pred8 = prob.numpy(), pred.numpy()
+        if mode == "classwise":
+            stats.add(pred8, prob16)
+        out.write(start, names, pred=pred8, prob=prob16)
+
     with H5Writer(out_path, n, arrays, attrs) as out:
-        start = 0
-        for batch in progress(loader, total=len(loader), desc="pseudo-label"):
-            prob, pred = predict(model, batch["image"], device)
-            prob16 = prob.cpu().numpy().astype(np.float16)
-            pred8 = pred.cpu().numpy().astype(np.uint8)
-            if mode == "classwise":
-                stats.add(pred8, prob16)
-            names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
-            out.write(start, names, pred=pred8, prob=prob16)
-            start += len(names)
+        with _Behind() as behind:
+            start = 0
+            for batch in progress(ahead(loader, device), total=len(loader), desc="pseudo-label"):
+                prob, pred = predict(model, batch["image"], device, speed)
+                prob = prob.to(torch.float16).to("cpu", non_blocking=True)
+                pred = pred.to(torch.uint8).to("cpu", non_blocking=True)
+                names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
+                behind.submit(finish, start, names, prob, pred, _ready_event(device))
+                start += len(names)
         f = out.file
-        chunk = max(1, loader.batch_size)
-        if mode == "classwise" and stats.needs_refine():
-            for i in range(0, n, chunk):
-                stats.refine(f["pred"][i:i + chunk], f["prob"][i:i + chunk])
+        chunk = max(64, loader.batch_size)
         thresholds = stats.thresholds() if mode == "classwise" else np.full(NUM_CLASSES, threshold)
         for i in range(0, n, chunk):
             pred8, prob16 = f["pred"][i:i + chunk], f["prob"][i:i + chunk]
@@ -92,7 +154,8 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
 
 
 @torch.no_grad()
-def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None, thresholds=None):
+def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None, thresholds=None,
+                 speed: Speed | None = None):
     """Confusion matrix of M on labelled target images at the label's own resolution.
 
     The image may be resized for the model; logits are upsampled back to the original label size,
@@ -100,7 +163,8 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
     With ``thresholds`` (those M used for its pseudo-labels) it also measures what pseudo-labels of M
     would be on these labelled images: per predicted class, pixels kept and pixels kept correctly.
     """
-    model.to(device).eval()
+    speed = speed or Speed(device, "off", "off")
+    speed.model(model).eval()
     cm = ConfusionMatrix()
     kept = []
     pl = {"predicted": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64),
@@ -108,8 +172,9 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
     for i in progress(range(len(dataset)), total=len(dataset), desc="evaluate"):
         item = dataset[i]
         full = torch.from_numpy(decode(dataset.samples[i].label).astype(np.int64))
-        logits = model(item["image"].unsqueeze(0).to(device).float().div_(255))
-        logits = F.interpolate(logits, size=full.shape, mode="bilinear", align_corners=False)
+        with speed.autocast():
+            logits = model(speed.images(item["image"].unsqueeze(0).to(device).float().div_(255)))
+        logits = F.interpolate(logits.float(), size=full.shape, mode="bilinear", align_corners=False)
         prob, pred = F.softmax(logits.float(), 1).max(1)
         pred, prob = pred[0].cpu(), prob[0].cpu()
         cm.update(full, pred)

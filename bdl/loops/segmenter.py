@@ -8,10 +8,10 @@ for the output-space adversarial term and, in SSL mode, their pseudo-labels.
 import torch
 import torch.nn.functional as F
 
-from bdl.data.datasets import infinite
+from bdl.data.datasets import ahead, infinite
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
-from bdl.training import LossLog, Resumable, check_finite, log_step, poly_lr, progress, set_lr
+from bdl.training import LossLog, Resumable, Speed, check_finite, log_step, poly_lr, progress, set_lr
 
 SOURCE, TARGET = 0.0, 1.0  # domain labels of D, as in the reference code
 
@@ -25,13 +25,14 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
 
     In SSL mode ``target_loader`` yields pseudo-labels as 'label' (255 = ignored).
     """
-    model.to(device).train()
+    speed = Speed.of(cfg, device)
+    speed.model(model).train()
     adapt = target_loader is not None and cfg.lambda_adv > 0
     opt = torch.optim.SGD(model.param_groups(cfg.lr), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     disc = opt_d = None
     if adapt:
-        disc = OutputDiscriminator(19, cfg.ndf).to(device).train()
+        disc = speed.model(OutputDiscriminator(19, cfg.ndf)).train()
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.9, 0.99))
     log, start = LossLog(), 0
     state = resumable.load()
@@ -44,8 +45,8 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
         log, start = LossLog(state["log"]), int(state["step"])
         torch.set_rng_state(state["rng"])
 
-    src_iter = infinite(source_loader, start_step=start)
-    tgt_iter = infinite(target_loader, start_step=start) if target_loader is not None else None
+    src_iter = ahead(infinite(source_loader, start_step=start), device)
+    tgt_iter = ahead(infinite(target_loader, start_step=start), device) if target_loader is not None else None
     bar = progress(range(start, cfg.iterations), total=cfg.iterations, desc=stage)
     bar.update(start)
     for step in range(start, cfg.iterations):
@@ -53,23 +54,23 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
         batch = next(src_iter)
-        images, labels = to_unit(batch["image"], device), batch["label"].to(device, non_blocking=True)
-        pred_s = model(images)
-        losses = {"seg": seg_ce(pred_s, labels)}
-        total = losses["seg"]
-        if tgt_iter is not None:
-            tbatch = next(tgt_iter)
-            t_images = to_unit(tbatch["image"], device)
-            pred_t = model(t_images)
-            if "label" in tbatch:
-                losses["seg_target"] = seg_ce(pred_t, tbatch["label"].to(device, non_blocking=True))
-                total = total + losses["seg_target"]
-            if adapt:
-                for p in disc.parameters():
-                    p.requires_grad_(False)
-                # M is rewarded when D takes its target output for source output
-                losses["adv"] = bce_adv(disc(F.softmax(pred_t, 1)), SOURCE)
-                total = total + cfg.lambda_adv * losses["adv"]
+        images, labels = speed.images(to_unit(batch["image"], device)), batch["label"].to(device, non_blocking=True)
+        tbatch = next(tgt_iter) if tgt_iter is not None else None
+        with speed.autocast():
+            pred_s = model(images)
+            losses = {"seg": seg_ce(pred_s, labels)}
+            total = losses["seg"]
+            if tbatch is not None:
+                pred_t = model(speed.images(to_unit(tbatch["image"], device)))
+                if "label" in tbatch:
+                    losses["seg_target"] = seg_ce(pred_t, tbatch["label"].to(device, non_blocking=True))
+                    total = total + losses["seg_target"]
+                if adapt:
+                    for p in disc.parameters():
+                        p.requires_grad_(False)
+                    # M is rewarded when D takes its target output for source output
+                    losses["adv"] = bce_adv(disc(F.softmax(pred_t, 1)), SOURCE)
+                    total = total + cfg.lambda_adv * losses["adv"]
         check_finite(stage, step, losses)
         total.backward()
         opt.step()
@@ -78,8 +79,9 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
                 p.requires_grad_(True)
             set_lr(opt_d, poly_lr(cfg.lr_d, step, cfg.iterations, cfg.power))
             opt_d.zero_grad(set_to_none=True)
-            d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s.detach(), 1)), SOURCE)
-                            + bce_adv(disc(F.softmax(pred_t.detach(), 1)), TARGET))
+            with speed.autocast():
+                d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s.detach(), 1)), SOURCE)
+                                + bce_adv(disc(F.softmax(pred_t.detach(), 1)), TARGET))
             d_loss.backward()
             opt_d.step()
             losses["D"] = d_loss
@@ -94,4 +96,7 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
                 state |= {"D": disc.state_dict(), "optimizer_D": opt_d.state_dict()}
             resumable.save(state)
     bar.close()
+    for it in (src_iter, tgt_iter):
+        if it is not None:
+            it.close()
     return model, log

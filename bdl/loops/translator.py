@@ -7,10 +7,10 @@ import itertools
 
 import torch
 
-from bdl.data.datasets import infinite
+from bdl.data.datasets import ahead, infinite
 from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
-from bdl.training import LossLog, Resumable, check_finite, log_step, progress
+from bdl.training import LossLog, Resumable, Speed, check_finite, log_step, progress
 
 
 def to_gan(images: torch.Tensor, device) -> torch.Tensor:
@@ -36,9 +36,10 @@ def linear_decay(step: int, total: int, decay_start: int) -> float:
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg, device, resumable: Resumable,
                      stage="train_translator"):
-    F_ab, F_ba = (g.to(device).train() for g in build_translator(arch))
-    D_a = PatchDiscriminator(cfg.ndf).to(device).train()
-    D_b = PatchDiscriminator(cfg.ndf).to(device).train()
+    speed = Speed.of(cfg, device)
+    F_ab, F_ba = (speed.model(g).train() for g in build_translator(arch))
+    D_a = speed.model(PatchDiscriminator(cfg.ndf)).train()
+    D_b = speed.model(PatchDiscriminator(cfg.ndf)).train()
     opt_g = torch.optim.Adam(itertools.chain(F_ab.parameters(), F_ba.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(itertools.chain(D_a.parameters(), D_b.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -46,7 +47,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
     gan = GANLoss(cfg.gan_mode)
     use_per = segmenter is not None and (cfg.lambda_per > 0 or cfg.lambda_per_recon > 0)
     if use_per:  # M is a fixed judge of semantics here: eval mode, no gradient into its weights
-        segmenter.to(device).eval()
+        speed.model(segmenter).eval()
         for p in segmenter.parameters():
             p.requires_grad_(False)
 
@@ -64,7 +65,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         gen.set_state(state["pool_rng"])
         log, start = LossLog(state["log"]), int(state["step"])
 
-    a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
+    a_iter, b_iter = ahead(infinite(source_loader, start), device), ahead(infinite(target_loader, start), device)
     bar = progress(total=cfg.iterations, desc=stage)
     bar.update(start)
     for step in range(start, cfg.iterations):
@@ -72,31 +73,32 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * scale
-        real_A = to_gan(next(a_iter)["image"], device)
-        real_B = to_gan(next(b_iter)["image"], device)
+        real_A = speed.images(to_gan(next(a_iter)["image"], device))
+        real_B = speed.images(to_gan(next(b_iter)["image"], device))
 
         for p in itertools.chain(D_a.parameters(), D_b.parameters()):
             p.requires_grad_(False)
         opt_g.zero_grad(set_to_none=True)
-        fake_B, fake_A = F_ab(real_A), F_ba(real_B)
-        rec_A, rec_B = F_ba(fake_B), F_ab(fake_A)
-        losses = {
-            "gan": gan(D_b(fake_B), True) + gan(D_a(fake_A), True),
-            "cycle": cycle_l1(rec_A, real_A) + cycle_l1(rec_B, real_B),
-        }
-        total = cfg.lambda_gan * losses["gan"] + cfg.lambda_cycle * losses["cycle"]
-        if cfg.lambda_idt > 0:
-            losses["idt"] = cycle_l1(F_ab(real_B), real_B) + cycle_l1(F_ba(real_A), real_A)
-            total = total + cfg.lambda_idt * cfg.lambda_cycle * losses["idt"]
-        if use_per:
-            unit_A, unit_B = gan_to_unit(real_A), gan_to_unit(real_B)
-            with torch.no_grad():
-                logits_A, logits_B = segmenter(unit_A), segmenter(unit_B)
-            losses["per"] = (perceptual(segmenter, unit_A, gan_to_unit(fake_B), logits_A)
-                             + perceptual(segmenter, unit_B, gan_to_unit(fake_A), logits_B))
-            losses["per_recon"] = (perceptual(segmenter, unit_A, gan_to_unit(rec_A), logits_A)
-                                   + perceptual(segmenter, unit_B, gan_to_unit(rec_B), logits_B))
-            total = total + cfg.lambda_per * losses["per"] + cfg.lambda_per_recon * losses["per_recon"]
+        with speed.autocast():
+            fake_B, fake_A = F_ab(real_A), F_ba(real_B)
+            rec_A, rec_B = F_ba(fake_B), F_ab(fake_A)
+            losses = {
+                "gan": gan(D_b(fake_B), True) + gan(D_a(fake_A), True),
+                "cycle": cycle_l1(rec_A, real_A) + cycle_l1(rec_B, real_B),
+            }
+            total = cfg.lambda_gan * losses["gan"] + cfg.lambda_cycle * losses["cycle"]
+            if cfg.lambda_idt > 0:
+                losses["idt"] = cycle_l1(F_ab(real_B), real_B) + cycle_l1(F_ba(real_A), real_A)
+                total = total + cfg.lambda_idt * cfg.lambda_cycle * losses["idt"]
+            if use_per:
+                unit_A, unit_B = gan_to_unit(real_A), gan_to_unit(real_B)
+                with torch.no_grad():
+                    logits_A, logits_B = segmenter(unit_A), segmenter(unit_B)
+                losses["per"] = (perceptual(segmenter, unit_A, gan_to_unit(fake_B), logits_A)
+                                 + perceptual(segmenter, unit_B, gan_to_unit(fake_A), logits_B))
+                losses["per_recon"] = (perceptual(segmenter, unit_A, gan_to_unit(rec_A), logits_A)
+                                       + perceptual(segmenter, unit_B, gan_to_unit(rec_B), logits_B))
+                total = total + cfg.lambda_per * losses["per"] + cfg.lambda_per_recon * losses["per_recon"]
         check_finite(stage, step, losses)
         total.backward()
         opt_g.step()
@@ -104,9 +106,10 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         for p in itertools.chain(D_a.parameters(), D_b.parameters()):
             p.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
-        old_B, old_A = pool_b.query(fake_B), pool_a.query(fake_A)
-        d_loss = 0.5 * (gan(D_b(real_B), True) + gan(D_b(old_B), False)) \
-            + 0.5 * (gan(D_a(real_A), True) + gan(D_a(old_A), False))
+        old_B, old_A = pool_b.query(fake_B.float()), pool_a.query(fake_A.float())  # the pool keeps float32
+        with speed.autocast():
+            d_loss = 0.5 * (gan(D_b(real_B), True) + gan(D_b(old_B), False)) \
+                + 0.5 * (gan(D_a(real_A), True) + gan(D_a(old_A), False))
         d_loss.backward()
         opt_d.step()
         losses["D"] = d_loss
@@ -122,4 +125,6 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
                 "optimizer_D": opt_d.state_dict(), "pool_A": pool_a.state_dict(), "pool_B": pool_b.state_dict(),
                 "pool_rng": gen.get_state(), "step": step + 1, "log": log.rows})
     bar.close()
+    a_iter.close()
+    b_iter.close()
     return F_ab, F_ba, log

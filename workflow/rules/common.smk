@@ -127,7 +127,12 @@ def data_flags(domain, split=None):
 
 
 # How a job runs. Passed as params, so a change reruns the jobs (device and logging can change results).
-RUNTIME = flags(device=config["device"], workers=RT["workers"])
+def _switch(value):
+    return {True: "on", False: "off"}.get(value, value)
+
+
+RUNTIME = flags(device=config["device"], workers=RT["workers"], bf16=_switch(RT["bf16"]),
+                channels_last=_switch(RT["channels_last"]))
 TRAIN_RUNTIME = flags(checkpoint_every=RT["checkpoint_every"], log_every=RT["log_every"])
 
 
