@@ -140,7 +140,8 @@ def seg_train_flags(mode):
     it = SEG["iterations"]["adversarial" if mode == "adversarial" else mode]
     return flags(mode=mode, backbone=SEG["backbone"], width=SEG["width"], weights=SEG["weights"],
                  freeze_bn=SEG["freeze_bn"], aspp_dilations=SEG["aspp_dilations"], iterations=it,
-                 batch_size=SEG["batch_size"], crop=SEG["crop"], no_flip=not SEG["flip"], lr=SEG["lr"],
+                 batch_size=SEG["batch_size"], crop=SEG["crop"], no_flip=not SEG["flip"],
+                 lr=SEG["ssl_lr"] if mode == "ssl" and SEG["ssl_lr"] is not None else SEG["lr"],
                  momentum=SEG["momentum"], weight_decay=SEG["weight_decay"], power=SEG["power"],
                  lambda_adv=SEG["lambda_adv"], lr_d=SEG["lr_d"], ndf=SEG["ndf"], seed=config["seed"])
 
