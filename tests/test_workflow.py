@@ -89,3 +89,17 @@ def test_other_seed_gives_other_weights(finished_run, tmp_path):
     a = torch.load(res_a / "m0" / "segmenter.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "seed1" / "m0" / "segmenter.pt", weights_only=True)["model"]
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+
+
+def test_ssl_lr_reaches_only_the_ssl_steps(finished_run):
+    cfg, _ = finished_run
+    changed = yaml.safe_load(cfg.read_text())
+    changed["segmenter"] = changed["segmenter"] | {"ssl_lr": 0.0025}
+    cfg2 = cfg.with_name("tiny_ssl_lr.yaml")
+    cfg2.write_text(yaml.safe_dump(changed))
+    out = snakemake(cfg2, "--dry-run", "--printshellcmds", "--forceall").stdout
+    commands = [line for line in out.splitlines() if "stages/train_segmenter.py" in line]
+    ssl = [c for c in commands if "--mode ssl" in c]
+    other = [c for c in commands if "--mode ssl" not in c]
+    assert ssl and other
+    assert all("--lr 0.0025" in c for c in ssl) and not any("--lr 0.0025" in c for c in other)
