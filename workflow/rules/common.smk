@@ -1,6 +1,7 @@
 # Config loading, validation and the input functions that wire round k to round k-1.
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import jsonschema
@@ -49,9 +50,9 @@ def validate_config(cfg):
     results = Path(full["results"])
     try:
         results.mkdir(parents=True, exist_ok=True)
-        probe = results / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # a uniquely named probe: every SLURM job parses this file too, several at once in one folder
+        with tempfile.TemporaryFile(dir=results):
+            pass
     except OSError as exc:
         config_error(f"config key 'results': folder '{results}' is not writable ({exc.strerror})")
     return full
