@@ -31,6 +31,8 @@ def get_args_parser():
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the stage side")
     p.add_argument("--inference-batch", type=int, default=16)
+    p.add_argument("--paper-frames", type=int, default=96,
+                   help="frames for the translate/pseudo_label figures with the paper's model widths (0: skip)")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-snakemake", action="store_true")
     return p
@@ -126,42 +128,61 @@ def main(args):
 
     report("train_translator", args.steps * f_cfg.batch_size, *side_by_side(f_run, args.repeats), 0.9)
 
+    ib = args.inference_batch
+
+    def translate_figure(title, generator, ds):
+        generator.to(device).eval()
+        hw = tuple(ds[0]["image"].shape[-2:])
+        batch = next(iter(loader(ds, ib, False, False)))["image"]
+
+        def t_run(bare):
+            start = time.perf_counter()
+            if not bare:
+                translate_set(generator, loader(ds, ib, False, False), tmp / "t.h5", {}, device, hw)
+            else:
+                with torch.no_grad():
+                    for _ in range(-(-len(ds) // ib)):
+                        generator(to_gan(batch, device)).cpu()
+            return time.perf_counter() - start
+
+        report(title, len(ds), *side_by_side(t_run, args.repeats), 0.85)
+
+    def pseudo_figure(title, model, ds):
+        model.to(device).eval()
+        hw = tuple(ds[0]["image"].shape[-2:])
+        batch = next(iter(loader(ds, ib, False, False)))["image"]
+
+        def p_run(bare):
+            start = time.perf_counter()
+            if not bare:
+                pseudo_label_set(model, loader(ds, ib, False, False), tmp / "p.h5", "classwise", 0.9, {}, device,
+                                 hw)
+            else:
+                for _ in range(-(-len(ds) // ib)):
+                    prob, pred = predict(model, batch, device)
+                    prob.cpu(), pred.cpu()
+            return time.perf_counter() - start
+
+        report(title, len(ds), *side_by_side(p_run, args.repeats), 0.85)
+
     generator, _ = build_translator(f_ckpt["arch"])
     generator.load_state_dict(f_ckpt["model"])
-    generator.to(device).eval()
-    ds = SegmentationDataset(src.samples(), src.label_decoder())
-    ib = args.inference_batch
-    hw = tuple(ds[0]["image"].shape[-2:])
-    batch = next(iter(loader(ds, ib, False, False)))["image"]
+    translate_figure("translate (with reading + HDF5 writing)", generator,
+                     SegmentationDataset(src.samples(), src.label_decoder()))
+    pseudo_figure("pseudo_label classwise (with reading + HDF5 writing)", segmenter_from_checkpoint(seg_ckpt),
+                  target_images(False))
+    if args.paper_frames:
+        # The same stage code on the same demo frames with the paper's model widths (random weights): tells
+        # how much of a shortfall above is the stage's fixed per-frame cost (PNG decoding, HDF5) measured
+        # against the demo's tiny models, rather than work that grows with the model.
+        from bdl.models import build_segmenter
 
-    def t_run(bare):
-        start = time.perf_counter()
-        if not bare:
-            translate_set(generator, loader(ds, ib, False, False), tmp / "t.h5", {}, device, hw)
-        else:
-            with torch.no_grad():
-                for _ in range(-(-len(ds) // ib)):
-                    generator(to_gan(batch, device)).cpu()
-        return time.perf_counter() - start
-
-    report("translate (with reading + HDF5 writing)", len(ds), *side_by_side(t_run, args.repeats), 0.85)
-
-    model = segmenter_from_checkpoint(seg_ckpt).to(device).eval()
-    ds = target_images(False)
-    batch = next(iter(loader(ds, ib, False, False)))["image"]
-
-    def p_run(bare):
-        start = time.perf_counter()
-        if not bare:
-            pseudo_label_set(model, loader(ds, ib, False, False), tmp / "p.h5", "classwise", 0.9, {}, device, hw)
-        else:
-            for _ in range(-(-len(ds) // ib)):
-                prob, pred = predict(model, batch, device)
-                prob.cpu(), pred.cpu()
-        return time.perf_counter() - start
-
-    report("pseudo_label classwise (with reading + HDF5 writing)", len(ds), *side_by_side(p_run, args.repeats),
-           0.85)
+        n = args.paper_frames
+        translate_figure(f"translate, paper CycleGAN (ngf 64, 9 blocks, random init), {n} frames",
+                         build_translator({"ngf": 64, "n_blocks": 9})[0],
+                         SegmentationDataset(src.samples()[:n], src.label_decoder()))
+        pseudo_figure(f"pseudo_label classwise, paper DeepLab v2 ResNet-101 (random init), {n} frames",
+                      build_segmenter("resnet101"), SegmentationDataset(tgt.samples(False)[:n], None))
 
     if not args.skip_memory:
         memory_figure(R, args.threads)

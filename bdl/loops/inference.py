@@ -57,7 +57,7 @@ class _Behind:
 @torch.no_grad()
 def translate_set(generator, loader, out_path, attrs: dict, device, size_hw, speed: Speed | None = None) -> int:
     """F over every source image; writes images, source labels and names to one HDF5 file."""
-    speed = speed or Speed(device, "off", "off")
+    speed = _speed(speed, device)
     speed.model(generator).eval()
     n = len(loader.dataset)
     h, w = size_hw
@@ -76,6 +76,11 @@ def translate_set(generator, loader, out_path, attrs: dict, device, size_hw, spe
     return n
 
 
+def _speed(speed: Speed | None, device) -> Speed:
+    # callers outside the stages (tests, benchmarks) get plain fp32, the reproducible default
+    return speed if speed is not None else Speed(device, "off", "off")
+
+
 def _ready_event(device):
     """An event the helper thread waits on before reading a non-blocking device-to-host copy."""
     if device.type != "cuda":
@@ -85,16 +90,20 @@ def _ready_event(device):
     return event
 
 
-def _write_translated(out, start, names, images, labels, ready):
+def _wait(ready) -> None:
     if ready is not None:
         ready.synchronize()
+
+
+def _write_translated(out, start, names, images, labels, ready):
+    _wait(ready)
     out.write(start, names, images=images.numpy(), labels=labels.numpy().astype(np.uint8))
 
 
 @torch.no_grad()
 def predict(model, images_uint8: torch.Tensor, device, speed: Speed | None = None):
     """Softmax max-probability and argmax of M for a uint8 batch."""
-    speed = speed or Speed(device, "off", "off")
+    speed = _speed(speed, device)
     with speed.autocast():
         logits = model(speed.images(images_uint8.to(device, non_blocking=True).float().div_(255)))
     prob, pred = F.softmax(logits.float(), 1).max(1)
@@ -109,7 +118,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     One pass predicts, stores and (``classwise``) fills the exact median histograms; a second pass over
     the stored pred/prob (not the model) turns them into labels with 255 ignored.
     """
-    speed = speed or Speed(device, "off", "off")
+    speed = _speed(speed, device)
     speed.model(model).eval()
     n = len(loader.dataset)
     h, w = size_hw
@@ -119,8 +128,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     predicted = np.zeros(NUM_CLASSES, dtype=np.int64)
 
     def finish(start, names, prob, pred, ready):
-        if ready is not None:
-            ready.synchronize()
+        _wait(ready)
         prob16, pred8 = prob.numpy(), pred.numpy()
         if mode == "classwise":
             stats.add(pred8, prob16)
@@ -163,7 +171,7 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
     With ``thresholds`` (those M used for its pseudo-labels) it also measures what pseudo-labels of M
     would be on these labelled images: per predicted class, pixels kept and pixels kept correctly.
     """
-    speed = speed or Speed(device, "off", "off")
+    speed = _speed(speed, device)
     speed.model(model).eval()
     cm = ConfusionMatrix()
     kept = []
@@ -175,7 +183,7 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
         with speed.autocast():
             logits = model(speed.images(item["image"].unsqueeze(0).to(device).float().div_(255)))
         logits = F.interpolate(logits.float(), size=full.shape, mode="bilinear", align_corners=False)
-        prob, pred = F.softmax(logits.float(), 1).max(1)
+        prob, pred = F.softmax(logits, 1).max(1)
         pred, prob = pred[0].cpu(), prob[0].cpu()
         cm.update(full, pred)
         if thresholds is not None:
