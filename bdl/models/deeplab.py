@@ -1,7 +1,6 @@
 """DeepLab v2: a dilated ResNet trunk (output stride 8) and an ASPP classifier of summed dilated 3x3 convs."""
 
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from bdl.models.common import Normalize, load_trunk_weights
@@ -53,6 +52,8 @@ class TorchvisionTrunk(nn.Module):
 
     def __init__(self, name):
         super().__init__()
+        import torchvision  # ~1 s of import (torch._dynamo via torchvision.ops): only where used
+
         net = getattr(torchvision.models, name)(weights=None, replace_stride_with_dilation=[False, True, True])
         for key in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             setattr(self, key, getattr(net, key))
@@ -93,6 +94,8 @@ class DeepLabV2(nn.Module):
         self.freeze_bn = freeze_bn
 
         def imagenet():
+            import torchvision
+
             enum = torchvision.models.get_model_weights(tv_name)
             return enum.IMAGENET1K_V1.get_state_dict(progress=False)
 

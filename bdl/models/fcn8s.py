@@ -1,7 +1,6 @@
 """FCN-8s on VGG16, the paper's second segmenter: scores from pool3, pool4 and fc7 fused at stride 8."""
 
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from bdl.models.common import Normalize, load_trunk_weights
@@ -33,6 +32,8 @@ class FCN8s(nn.Module):
             nn.init.zeros_(m.bias)
 
         def imagenet():
+            import torchvision
+
             state = torchvision.models.VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
             out = {k: v for k, v in state.items() if k.startswith("features.")}
             # fc6/fc7 of the classifier become convolutions, as in the FCN paper
