@@ -67,7 +67,10 @@ def setup_torch(device: torch.device, threads: int | None) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # torch.use_deterministic_algorithms also imports torch._inductor (~1.2 s in every stage process) only
+        # to set torch.compile's flag; nothing here compiles, so set the eager flag alone when torch has it
+        eager_only = getattr(torch._C, "_set_deterministic_algorithms", None)
+        (eager_only or torch.use_deterministic_algorithms)(True, warn_only=True)
 
 
 def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:

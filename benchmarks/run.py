@@ -171,6 +171,8 @@ def main(args):
                      SegmentationDataset(src.samples(), src.label_decoder()))
     pseudo_figure("pseudo_label classwise (with reading + HDF5 writing)", segmenter_from_checkpoint(seg_ckpt),
                   target_images(False))
+    pseudo_parts(segmenter_from_checkpoint(seg_ckpt).to(device).eval(), target_images(False),
+                 lambda ds: loader(ds, ib, False, False), device, tmp, args.repeats)
     if args.paper_frames:
         # The same stage code on the same demo frames with the paper's model widths (random weights): tells
         # how much of a shortfall above is the stage's fixed per-frame cost (PNG decoding, HDF5) measured
@@ -211,6 +213,55 @@ def report(title, images, real, bare, target):
     flag = "ok" if ratio >= target else "BELOW TARGET"
     print(f"{title}: stage {images / real:.1f} img/s, bare {images / bare:.1f} img/s, ratio {ratio:.2f} "
           f"(target >= {target}, {flag})")
+
+
+def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
+    """The pseudo-label stage's pieces timed one after another (best of ``repeats``), in ms per frame: where
+    the time between the bare forward and the stage goes."""
+    import torch
+
+    from bdl.artifacts import H5Writer
+    from bdl.data.labels import NUM_CLASSES
+    from bdl.loops.inference import label_pass, predict
+    from bdl.pseudo import ClasswiseMedian
+
+    hw = tuple(ds[0]["image"].shape[-2:])
+    arrays = {"pred": (hw, "uint8"), "prob": (hw, "float16"), "labels": (hw, "uint8")}
+    best = {}
+
+    class timed:
+        def __init__(self, key):
+            self.key = key
+
+        def __enter__(self):
+            self.start = time.perf_counter()
+
+        def __exit__(self, *exc):
+            best[self.key] = min(best.get(self.key, float("inf")), time.perf_counter() - self.start)
+
+    for _ in range(repeats):
+        with timed("decode + collate"):
+            batches = list(make_loader(ds))
+        with timed("model + softmax"):
+            outs = [predict(model, b["image"], device) for b in batches]
+        outs = [(p.to(torch.float16).cpu().numpy(), q.to(torch.uint8).cpu().numpy()) for p, q in outs]
+        stats = ClasswiseMedian(NUM_CLASSES, cap=0.9)
+        with timed("median histogram"):
+            for prob, pred in outs:
+                stats.add(pred, prob)
+        with H5Writer(tmp / "parts.h5", len(ds), arrays) as out:
+            with timed("HDF5 write pred/prob"):
+                start = 0
+                for prob, pred in outs:
+                    out.write(start, [str(start + i) for i in range(len(prob))], pred=pred, prob=prob)
+                    start += len(prob)
+            with timed("label pass"):
+                label_pass(out.file, stats.thresholds(), 64)
+    per = {k: 1000 * v / len(ds) for k, v in best.items()}
+    extra = sum(v for k, v in per.items() if k != "model + softmax")
+    print("pseudo_label parts, ms per frame, run one after another: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
+          + f"; all but the model {extra:.2f} ({100 * extra / per['model + softmax']:.0f}% of the model)")
 
 
 def memory_figure(R: Path, threads: int):

@@ -124,8 +124,6 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     h, w = size_hw
     arrays = {"pred": ((h, w), "uint8"), "prob": ((h, w), "float16"), "labels": ((h, w), "uint8")}
     stats = ClasswiseMedian(NUM_CLASSES, cap=threshold)
-    kept = np.zeros(NUM_CLASSES, dtype=np.int64)
-    predicted = np.zeros(NUM_CLASSES, dtype=np.int64)
 
     def finish(start, names, prob, pred, ready):
         _wait(ready)
@@ -144,21 +142,28 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
                 names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
                 behind.submit(finish, start, names, prob, pred, _ready_event(device))
                 start += len(names)
-        f = out.file
-        chunk = max(64, loader.batch_size)
         thresholds = stats.thresholds() if mode == "classwise" else np.full(NUM_CLASSES, threshold)
-        for i in range(0, n, chunk):
-            pred8, prob16 = f["pred"][i:i + chunk], f["prob"][i:i + chunk]
-            labels = apply_thresholds(pred8, prob16, thresholds.astype(np.float16))
-            f["labels"][i:i + chunk] = labels
-            predicted += np.bincount(pred8.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
-            kept += np.bincount(labels[labels != IGNORE].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+        predicted, kept = label_pass(out.file, thresholds, max(64, loader.batch_size))
         coverage = float(kept.sum()) / max(float(predicted.sum()), 1.0)
         out.set_attr("thresholds", thresholds.astype(np.float64))
         out.set_attr("kept_pixels", kept)
         out.set_attr("predicted_pixels", predicted)
         out.set_attr("coverage", coverage)
     return thresholds, kept, predicted
+
+
+def label_pass(f, thresholds: np.ndarray, chunk: int):
+    """Fill ``labels`` of an open pseudo-label file from its stored pred/prob, ``chunk`` images at a time
+    (memory stays flat); returns per-class predicted and kept pixel counts."""
+    predicted = np.zeros(NUM_CLASSES, dtype=np.int64)
+    kept = np.zeros(NUM_CLASSES, dtype=np.int64)
+    for i in range(0, len(f["pred"]), chunk):
+        pred8, prob16 = f["pred"][i:i + chunk], f["prob"][i:i + chunk]
+        labels = apply_thresholds(pred8, prob16, thresholds.astype(np.float16))
+        f["labels"][i:i + chunk] = labels
+        predicted += np.bincount(pred8.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+        kept += np.bincount(labels[labels != IGNORE].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+    return predicted, kept
 
 
 @torch.no_grad()
