@@ -196,6 +196,26 @@ def main(args):
         nothing = "Nothing to be done" in proc.stdout + proc.stderr
         print(f"no-op snakemake --cores 8 after the finished demo: {noop:.2f} s "
               f"({'nothing to be done' if nothing else 'IT RAN JOBS: the demo was not finished'}; target < 5 s)")
+        slurm_probe_note()
+
+
+def slurm_probe_note():
+    """snakemake-executor-plugin-slurm 2.x runs `scontrol show config` when snakemake loads its plugins; where
+    SLURM's tools are installed but no controller answers, that alone takes seconds. Say so when it does."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None or not shutil.which("scontrol"):
+        return
+    start = time.perf_counter()
+    try:
+        ok = subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=15).returncode == 0
+    except subprocess.TimeoutExpired:
+        ok = False
+    took = time.perf_counter() - start
+    if took > 1:
+        print(f"  of which ~{took:.1f} s: `scontrol show config` ({'answered' if ok else 'no SLURM controller'}), "
+              "run at start by the SLURM executor plugin; `make demo` installs without it")
 
 
 def side_by_side(run, repeats: int):
