@@ -1,17 +1,25 @@
 """On-disk artifacts: checkpoints, HDF5 sets, JSON records. Everything is written under a temporary
-name and renamed when complete, so a killed job never leaves a file that looks finished."""
+name and renamed when complete, so a killed job never leaves a file that looks finished.
+
+torch is imported inside the checkpoint functions only: the figure and table stages use this module too,
+and skip its ~1.3 s import."""
+
+from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
 
 from bdl import BDLError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @contextlib.contextmanager
@@ -36,7 +44,7 @@ def write_json(path, obj) -> None:
 def _jsonable(o):
     if isinstance(o, (np.integer, np.floating)):
         return o.item()
-    if isinstance(o, (np.ndarray, torch.Tensor)):
+    if isinstance(o, np.ndarray) or hasattr(o, "tolist"):  # numpy arrays and torch tensors
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
@@ -44,12 +52,16 @@ def _jsonable(o):
 
 
 def save_checkpoint(path, state: dict) -> None:
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_checkpoint(path, kind: str | None = None) -> dict:
     """Load with ``weights_only=True``: a file carrying code is refused, never executed."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise BDLError(f"{path}: checkpoint not found")

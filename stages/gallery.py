@@ -31,9 +31,8 @@ def main(args):
     import h5py
     import numpy as np
 
-    from bdl.data.datasets import resize_pair
     from bdl.data.labels import colorize
-    from bdl.data.readers import read_image
+    from bdl.data.readers import read_image, resize_pair
     from bdl.viz import ignored_mask, overlay, save_grid
 
     if bool(args.translated) == bool(args.pseudo):

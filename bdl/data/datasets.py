@@ -11,21 +11,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bdl import BDLError
 from bdl.data.labels import IGNORE
-from bdl.data.readers import Sample, read_image
-
-
-def resize_pair(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None):
-    if size is None or (image.shape[1], image.shape[0]) == tuple(size):
-        return image, label
-    image = np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
-    if label is not None:
-        label = np.asarray(Image.fromarray(label).resize(tuple(size), Image.NEAREST))
-    return image, label
+from bdl.data.readers import Sample, read_image, resize_pair
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor | None, crop, flip: bool, gen: torch.Generator):

@@ -49,6 +49,15 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
 
 
+def resize_pair(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None):
+    if size is None or (image.shape[1], image.shape[0]) == tuple(size):
+        return image, label
+    image = np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+    if label is not None:
+        label = np.asarray(Image.fromarray(label).resize(tuple(size), Image.NEAREST))
+    return image, label
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels."""
     try:
