@@ -13,12 +13,21 @@ try:
 except SystemExit as exc:
     if exc.code:
         raise
-print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+peak = None
+try:
+    # VmHWM belongs to the address space exec made; ru_maxrss (Linux) also counts the parent's resident
+    # pages this process had between fork and exec, so a big parent would inflate every figure
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+except (OSError, StopIteration, ValueError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("maxrss_kb", peak, file=sys.stderr)
 """
 
 
 def stage_peak_rss_mib(script: Path, *args) -> float:
-    """Run ``python script args...`` and return its peak resident memory in MiB (Linux ru_maxrss)."""
+    """Run ``python script args...`` and return its peak resident memory in MiB (Linux VmHWM; ru_maxrss
+    where /proc is missing)."""
     proc = subprocess.run([sys.executable, "-c", _RUN_AND_REPORT, str(script), *map(str, args)],
                           capture_output=True, text=True)
     if proc.returncode != 0:

@@ -42,3 +42,21 @@ def test_peak_memory_flat_in_set_size(sets, stage):
     growth = peaks[240] / peaks[30] - 1
     print(f"{stage}: peak RSS {peaks[30]:.0f} MiB (30 images) vs {peaks[240]:.0f} MiB (240 images)")
     assert growth < 0.10, f"peak RSS {peaks[30]:.0f} MiB -> {peaks[240]:.0f} MiB (+{100 * growth:.1f}%)"
+
+
+def test_peak_measure_counts_the_stage_not_its_parent(tmp_path):
+    """The figure above means something only if a big parent does not leak into the child's number and a
+    child's own allocation shows up in it."""
+    import numpy as np
+
+    from bdl.measure import stage_peak_rss_mib
+
+    ballast = np.ones(600 * 2**20, np.uint8)  # 600 MiB resident in this (parent) process
+    small = tmp_path / "small.py"
+    small.write_text("pass\n")
+    big = tmp_path / "big.py"
+    big.write_text("import numpy as np\nx = np.ones(300 * 2**20, np.uint8)\n")
+    lean, heavy = stage_peak_rss_mib(small), stage_peak_rss_mib(big)
+    assert ballast.sum() == 600 * 2**20
+    assert lean < 150, f"an empty script measured {lean:.0f} MiB: the parent's memory is counted"
+    assert heavy - lean > 280, f"a 300 MiB allocation measured {heavy - lean:.0f} MiB"
