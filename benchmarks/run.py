@@ -130,40 +130,35 @@ def main(args):
 
     ib = args.inference_batch
 
-    def translate_figure(title, generator, ds):
-        generator.to(device).eval()
-        hw = tuple(ds[0]["image"].shape[-2:])
-        batch = next(iter(loader(ds, ib, False, False)))["image"]
-
-        def t_run(bare):
-            start = time.perf_counter()
-            if not bare:
-                translate_set(generator, loader(ds, ib, False, False), tmp / "t.h5", {}, device, hw)
-            else:
-                with torch.no_grad():
-                    for _ in range(-(-len(ds) // ib)):
-                        generator(to_gan(batch, device)).cpu()
-            return time.perf_counter() - start
-
-        report(title, len(ds), *side_by_side(t_run, args.repeats), 0.85)
-
-    def pseudo_figure(title, model, ds):
+    def inference_figure(title, model, ds, stage_pass, bare_step):
+        """``stage_pass(loader, hw)`` is the stage's whole pass; ``bare_step(batch)`` one forward on a batch
+        already in memory, repeated as often as the stage has batches."""
         model.to(device).eval()
         hw = tuple(ds[0]["image"].shape[-2:])
         batch = next(iter(loader(ds, ib, False, False)))["image"]
 
-        def p_run(bare):
+        def run(bare):
             start = time.perf_counter()
             if not bare:
-                pseudo_label_set(model, loader(ds, ib, False, False), tmp / "p.h5", "classwise", 0.9, {}, device,
-                                 hw)
+                stage_pass(loader(ds, ib, False, False), hw)
             else:
-                for _ in range(-(-len(ds) // ib)):
-                    prob, pred = predict(model, batch, device)
-                    prob.cpu(), pred.cpu()
+                with torch.no_grad():
+                    for _ in range(-(-len(ds) // ib)):
+                        bare_step(batch)
             return time.perf_counter() - start
 
-        report(title, len(ds), *side_by_side(p_run, args.repeats), 0.85)
+        report(title, len(ds), *side_by_side(run, args.repeats), 0.85)
+
+    def translate_figure(title, generator, ds):
+        inference_figure(title, generator, ds,
+                         lambda batches, hw: translate_set(generator, batches, tmp / "t.h5", {}, device, hw),
+                         lambda batch: generator(to_gan(batch, device)).cpu())
+
+    def pseudo_figure(title, model, ds):
+        inference_figure(title, model, ds,
+                         lambda batches, hw: pseudo_label_set(model, batches, tmp / "p.h5", "classwise", 0.9, {},
+                                                              device, hw),
+                         lambda batch: [t.cpu() for t in predict(model, batch, device)])
 
     generator, _ = build_translator(f_ckpt["arch"])
     generator.load_state_dict(f_ckpt["model"])
