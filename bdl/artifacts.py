@@ -44,7 +44,7 @@ def write_json(path, obj) -> None:
 def _jsonable(o):
     if isinstance(o, (np.integer, np.floating)):
         return o.item()
-    if isinstance(o, np.ndarray) or hasattr(o, "tolist"):  # numpy arrays and torch tensors
+    if hasattr(o, "tolist"):  # numpy arrays and torch tensors
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
@@ -124,13 +124,10 @@ class H5Writer:
             raise
         finally:
             self.file.close()
-            self._finish(ok)
-
-    def _finish(self, ok: bool) -> None:
-        if ok:
-            self._ctx.__exit__(None, None, None)
-        else:
-            self._ctx.__exit__(BDLError, BDLError("aborted"), None)
+            if ok:
+                self._ctx.__exit__(None, None, None)
+            else:
+                self._ctx.__exit__(BDLError, BDLError("aborted"), None)
 
     def __enter__(self):
         return self

@@ -13,7 +13,6 @@ try:
 except SystemExit as exc:
     if exc.code:
         raise
-peak = None
 try:
     # VmHWM belongs to the address space exec made; ru_maxrss (Linux) also counts the parent's resident
     # pages this process had between fork and exec, so a big parent would inflate every figure

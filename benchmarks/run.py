@@ -10,6 +10,7 @@ augmenting, logging) with the bare model step on tensors already in memory, same
 """
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -164,10 +165,9 @@ def main(args):
     generator.load_state_dict(f_ckpt["model"])
     translate_figure("translate (with reading + HDF5 writing)", generator,
                      SegmentationDataset(src.samples(), src.label_decoder()))
-    pseudo_figure("pseudo_label classwise (with reading + HDF5 writing)", segmenter_from_checkpoint(seg_ckpt),
-                  target_images(False))
-    pseudo_parts(segmenter_from_checkpoint(seg_ckpt).to(device).eval(), target_images(False),
-                 lambda ds: loader(ds, ib, False, False), device, tmp, args.repeats)
+    m0, frames = segmenter_from_checkpoint(seg_ckpt), target_images(False)
+    pseudo_figure("pseudo_label classwise (with reading + HDF5 writing)", m0, frames)
+    pseudo_parts(m0, frames, lambda ds: loader(ds, ib, False, False), device, tmp, args.repeats)
     if args.paper_frames:
         # The same stage code on the same demo frames with the paper's model widths (random weights): tells
         # how much of a shortfall above is the stage's fixed per-frame cost (PNG decoding, HDF5) measured
@@ -237,22 +237,17 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
 
     from bdl.artifacts import H5Writer
     from bdl.data.labels import NUM_CLASSES
-    from bdl.loops.inference import label_pass, predict
+    from bdl.loops.inference import label_pass, predict, pseudo_label_arrays
     from bdl.pseudo import ClasswiseMedian
 
-    hw = tuple(ds[0]["image"].shape[-2:])
-    arrays = {"pred": (hw, "uint8"), "prob": (hw, "float16"), "labels": (hw, "uint8")}
+    arrays = pseudo_label_arrays(ds[0]["image"].shape[-2:])
     best = {}
 
-    class timed:
-        def __init__(self, key):
-            self.key = key
-
-        def __enter__(self):
-            self.start = time.perf_counter()
-
-        def __exit__(self, *exc):
-            best[self.key] = min(best.get(self.key, float("inf")), time.perf_counter() - self.start)
+    @contextlib.contextmanager
+    def timed(key):
+        start = time.perf_counter()
+        yield
+        best[key] = min(best.get(key, float("inf")), time.perf_counter() - start)
 
     for _ in range(repeats):
         with timed("decode + collate"):

@@ -121,8 +121,6 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     speed = _speed(speed, device)
     speed.model(model).eval()
     n = len(loader.dataset)
-    h, w = size_hw
-    arrays = {"pred": ((h, w), "uint8"), "prob": ((h, w), "float16"), "labels": ((h, w), "uint8")}
     stats = ClasswiseMedian(NUM_CLASSES, cap=threshold)
 
     def finish(start, names, prob, pred, ready):
@@ -132,7 +130,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
             stats.add(pred8, prob16)
         out.write(start, names, pred=pred8, prob=prob16)
 
-    with H5Writer(out_path, n, arrays, attrs) as out:
+    with H5Writer(out_path, n, pseudo_label_arrays(size_hw), attrs) as out:
         with _Behind() as behind:
             start = 0
             for batch in progress(ahead(loader, device), total=len(loader), desc="pseudo-label"):
@@ -152,14 +150,21 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     return thresholds, kept, predicted
 
 
+def pseudo_label_arrays(size_hw) -> dict:
+    """The per-image arrays of a pseudo-label file: argmax, its float16 probability, thresholded labels."""
+    return {"pred": (tuple(size_hw), "uint8"), "prob": (tuple(size_hw), "float16"),
+            "labels": (tuple(size_hw), "uint8")}
+
+
 def label_pass(f, thresholds: np.ndarray, chunk: int):
     """Fill ``labels`` of an open pseudo-label file from its stored pred/prob, ``chunk`` images at a time
     (memory stays flat); returns per-class predicted and kept pixel counts."""
     predicted = np.zeros(NUM_CLASSES, dtype=np.int64)
     kept = np.zeros(NUM_CLASSES, dtype=np.int64)
+    thresholds16 = thresholds.astype(np.float16)
     for i in range(0, len(f["pred"]), chunk):
         pred8, prob16 = f["pred"][i:i + chunk], f["prob"][i:i + chunk]
-        labels = apply_thresholds(pred8, prob16, thresholds.astype(np.float16))
+        labels = apply_thresholds(pred8, prob16, thresholds16)
         f["labels"][i:i + chunk] = labels
         predicted += np.bincount(pred8.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
         kept += np.bincount(labels[labels != IGNORE].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
