@@ -14,3 +14,33 @@ def test_gpu_check_runs_its_whole_path_at_toy_sizes_on_cpu():
     assert sum("steps/s" in line for line in lines) == 6
     assert sum("bf16+channels_last / fp32 speed" in line for line in lines) == 3
     assert "stage chain on cpu (7 stage scripts" in lines[-1] and lines[-1].split(": ")[-1].startswith("ok")
+
+
+def test_ssl_control_repeats_the_ssl_training_without_pseudo_labels(finished_run, tmp_path):
+    _, results = finished_run
+    out = tmp_path / "control"
+    proc = subprocess.run([sys.executable, "benchmarks/ssl_control.py", "--results", str(results), "--round", "1",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    row = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("ssl1\t")]
+    assert len(row) == 1 and len(row[0]) == 4
+    ssl, ctrl, diff = (float(v) for v in row[0][1:])
+    assert abs((ssl - ctrl) - diff) < 0.011
+    # the control trained the same iterations, adversarially, with no pseudo-label term
+    control_log = (out / "ssl1" / "train.log").read_text()
+    assert "seg_target" not in control_log and "adv" in control_log
+    assert "seg_target" in (results / "logs" / "round1" / "ssl1_train.log").read_text()
+
+
+def test_recorded_arguments_turn_back_into_the_same_flags(finished_run):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    sys.path.insert(0, str(REPO / "stages"))
+    from ssl_control import _OWN, cli_flags
+    from train_segmenter import get_args_parser
+
+    from bdl.artifacts import load_checkpoint
+
+    _, results = finished_run
+    rec = load_checkpoint(results / "round1" / "ssl1" / "segmenter.pt")["args"]
+    parsed = vars(get_args_parser().parse_args(["--mode", "ssl", "--out", "x", *cli_flags(rec, _OWN)]))
+    assert {k: v for k, v in parsed.items() if k not in _OWN} == {k: v for k, v in rec.items() if k not in _OWN}

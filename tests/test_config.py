@@ -51,3 +51,21 @@ def test_user_file_overrides_only_what_it_names(tmp_path):
     out = proc.stdout + proc.stderr
     assert "--iterations 7" in out or "train_ssl" in out
     assert "round2" not in out
+
+
+def _leaves(node, schema, path=()):
+    """(dotted key, config value, schema default) for every leaf of config.yaml."""
+    for key, value in node.items():
+        sub = schema["properties"][key]
+        if isinstance(value, dict):
+            yield from _leaves(value, sub, (*path, key))
+        else:
+            yield ".".join((*path, key)), value, sub.get("default", "(no default)")
+
+
+def test_schema_defaults_are_the_demo_config():
+    # a key a user's file leaves out must mean what config/README.md and config.yaml say it means
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    differ = [(k, v, d) for k, v, d in _leaves(cfg, schema) if v != d]
+    assert differ == []
