@@ -75,6 +75,9 @@ def main(args):
     for ckpt in steps:
         step = ckpt.parent.name
         rec = load_checkpoint(ckpt, kind="segmenter")["args"]
+        # the translated set from this run's folder (a copied or moved run records its old path); data roots
+        # stay as recorded
+        rec["translated"] = str((R / f"round{k}" / "translated.h5").resolve())
         if args.threads:
             rec["threads"] = args.threads
         model = out / step / "segmenter.pt"
