@@ -86,7 +86,13 @@ def load_weights(module: torch.nn.Module, state_dict: dict, path, what: str = "m
 
 
 class H5Writer:
-    """Fixed-size HDF5 datasets filled one batch at a time; memory holds one batch, never the set."""
+    """Fixed-size HDF5 datasets filled one batch at a time; memory holds one batch, never the set.
+
+    Every array is stored contiguous and uncompressed, so readers can map it straight from the file
+    (``frames``): a training step then reads an image for the cost of a copy. lzf made the demo's files
+    ~25% smaller but cost ~0.1 ms per frame to write and, read one frame at a time through h5py, ~0.3 ms
+    per frame to read: as much as decoding the PNG it replaced.
+    """
 
     def __init__(self, path, length: int, arrays: dict, attrs: dict | None = None):
         self.path, self.length = Path(path), length
@@ -94,12 +100,9 @@ class H5Writer:
         tmp = self._ctx.__enter__()
         self.file = h5py.File(tmp, "w")
         for name, (shape, dtype) in arrays.items():
-            chunk = (1, *shape) if shape else None
-            # byte-shuffling groups the alike high bytes of multi-byte values (float16 probabilities near 1):
-            # lzf then stores them ~25% smaller at the same speed
-            self.file.create_dataset(name, (length, *shape), dtype=dtype, chunks=chunk,
-                                     compression="lzf" if shape else None,
-                                     shuffle=bool(shape) and np.dtype(dtype).itemsize > 1)
+            # early allocation: the storage exists (and has a file offset) even before the first write
+            self.file.create_dataset(name, (length, *shape), dtype=dtype, fillvalue=0,
+                                     dcpl=_early_allocation())
         self.file.create_dataset("names", (length,), dtype=h5py.string_dtype())
         # one variable-length string write at the end instead of one per batch (each costs ~0.5 ms)
         self._names: list[str] = [""] * length
@@ -135,6 +138,22 @@ class H5Writer:
     def __exit__(self, exc_type, exc, tb):
         self.close(ok=exc_type is None)
         return False
+
+
+def _early_allocation():
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return dcpl
+
+
+def frames(f: h5py.File, key: str) -> np.ndarray:
+    """A per-image array of an HDF5 set, memory-mapped when it is stored contiguous and uncompressed (as
+    ``H5Writer`` writes it); otherwise (an older, compressed file) the h5py dataset, read on indexing."""
+    d = f[key]
+    offset = d.id.get_offset() if d.chunks is None and d.compression is None else None
+    if offset is None or d.size == 0:
+        return d
+    return np.memmap(f.filename, dtype=d.dtype, mode="r", offset=offset, shape=d.shape)
 
 
 def names_hash(names) -> str:

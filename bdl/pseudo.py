@@ -36,6 +36,17 @@ class ClasswiseMedian:
         idx = pred.astype(np.int64).ravel() * PATTERNS + bits
         self.hist += np.bincount(idx, minlength=self.n * PATTERNS).reshape(self.n, PATTERNS)
 
+    def predicted(self) -> np.ndarray:
+        """Pixels predicted as each class."""
+        return self.hist.sum(axis=1)
+
+    def kept(self, thresholds: np.ndarray) -> np.ndarray:
+        """Pixels of each class that ``apply_thresholds`` keeps: probability >= the float16 threshold, which
+        for non-negative float16 values is bit pattern >= the threshold's bit pattern."""
+        bits = np.asarray(thresholds, dtype=np.float16).view(np.uint16).astype(np.int64)
+        cum = np.cumsum(self.hist[:, ::-1], axis=1)[:, ::-1]  # cum[c, b]: pixels of c with pattern >= b
+        return np.array([cum[c, b] if b < PATTERNS else 0 for c, b in enumerate(bits)], dtype=np.int64)
+
     def thresholds(self) -> np.ndarray:
         out = np.full(self.n, self.cap, dtype=np.float64)
         cum = np.cumsum(self.hist, axis=1)

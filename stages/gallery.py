@@ -33,6 +33,7 @@ def main(args):
 
     from bdl.data.labels import colorize
     from bdl.data.readers import read_image, resize_pair
+    from bdl.pseudo import apply_thresholds
     from bdl.viz import ignored_mask, overlay, save_grid
 
     if bool(args.translated) == bool(args.pseudo):
@@ -45,10 +46,11 @@ def main(args):
     rows = []
     with h5py.File(path, "r") as f:
         n = len(f["names"])
+        thresholds = None if args.translated else np.asarray(f.attrs["thresholds"], dtype=np.float16)
         # evenly spaced, so the same images appear in every round's gallery
         for i in np.linspace(0, n - 1, min(args.count, n)).round().astype(int):
             image, _ = resize_pair(read_image(samples[i].image), None, size)
-            label = f["labels"][i]
+            label = f["labels"][i] if args.translated else apply_thresholds(f["pred"][i], f["prob"][i], thresholds)
             if args.translated:
                 rows.append([image, f["images"][i], overlay(image, label)])
             else:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Pseudo-label the target train set with M: HDF5 with the prediction, its max probability (float16) and
-the label (255 where the probability is below the class threshold). Target train labels are never read.
+the class thresholds; a pixel's pseudo-label is its prediction where the probability reaches its class
+threshold, else 255 (applied when the set is read). Target train labels are never read.
 
 --mode fixed:     one threshold for all classes (the paper: 0.9)
 --mode classwise: per-class median of the max probability, capped at --threshold (the reference code)

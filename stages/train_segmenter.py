@@ -64,7 +64,7 @@ def get_args_parser():
 
 def main(args):
     from bdl.artifacts import load_checkpoint, names_hash, read_attrs, save_checkpoint
-    from bdl.data.datasets import H5SegmentationDataset, SegmentationDataset, make_loader
+    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, SegmentationDataset, make_loader
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.training import Resumable, pick_device, seed_everything, setup_torch
 
@@ -97,8 +97,7 @@ def main(args):
             names = read_attrs(args.pseudo).get("names_hash")
             if names and names != names_hash([s.name for s in images.samples]):
                 raise BDLError(f"{args.pseudo}: pseudo-labels were made for a different target image list")
-            tgt = H5SegmentationDataset(args.pseudo, label_key="labels", crop=crop, flip=flip, seed=args.seed + 1,
-                                        images_from=images)
+            tgt = PseudoLabelSet(args.pseudo, images, crop=crop, flip=flip, seed=args.seed + 1)
         else:
             tgt = SegmentationDataset(images.samples, None, args.target_size, crop, flip, args.seed + 1)
 

@@ -40,3 +40,16 @@ def test_classwise_extremes_zero_one_and_single_pixel():
     cm = ClasswiseMedian(3, cap=1.0)
     cm.add(np.array([0, 0, 1], np.uint8), np.array([0.0, 1.0, 0.0625], np.float16))
     assert cm.thresholds().tolist() == [0.5, 0.0625, 1.0]
+
+
+@pytest.mark.parametrize("cap", [0.9, 1.0])
+def test_kept_counts_from_histograms_equal_applied_labels(cap):
+    rng = np.random.default_rng(3)
+    pred = rng.integers(0, 5, 4000).astype(np.uint8)
+    prob = np.concatenate([rng.beta(6, 1, 3990), np.ones(10)]).astype(np.float16)
+    cm = ClasswiseMedian(19, cap=cap)
+    cm.add(pred, prob)
+    for thresholds in (cm.thresholds(), np.full(19, cap), np.linspace(0.5, 1.0, 19)):
+        labels = apply_thresholds(pred, prob, thresholds.astype(np.float16))
+        assert cm.kept(thresholds).tolist() == np.bincount(labels[labels != 255], minlength=19).tolist()
+    assert cm.predicted().tolist() == np.bincount(pred, minlength=19).tolist()

@@ -66,14 +66,21 @@ def test_translated_set(chain, tiny_demo):
 
 def test_pseudo_label_set(chain):
     with h5py.File(chain / "pseudo.h5") as f:
-        labels, pred, prob = f["labels"][:], f["pred"][:], f["prob"][:]
-        thresholds = f.attrs["thresholds"]
-        assert labels.shape == (16, 32, 64) and labels.dtype == np.uint8 and prob.dtype == np.float16
+        pred, prob = f["pred"][:], f["prob"][:]
+        thresholds, kept = f.attrs["thresholds"], f.attrs["kept_pixels"]
+        assert pred.shape == (16, 32, 64) and pred.dtype == np.uint8 and prob.dtype == np.float16
         assert f.attrs["mode"] == "classwise" and len(thresholds) == 19 and (thresholds <= 0.9).all()
     keep = prob >= thresholds.astype(np.float16)[pred]
-    assert np.array_equal(labels, np.where(keep, pred, 255))
+    labels = np.where(keep, pred, 255)
     for c in np.unique(pred):
         assert thresholds[c] == pytest.approx(min(np.median(prob[pred == c].astype(np.float64)), 0.9))
+    # the counts come from the histograms, the labels from the reader: both must be the same rule
+    assert kept.tolist() == np.bincount(labels[labels != 255], minlength=19).tolist()
+    from bdl.data.datasets import PseudoLabelSet
+
+    images = [{"image": torch.zeros(3, 32, 64, dtype=torch.uint8)}] * 16
+    read = np.stack([PseudoLabelSet(chain / "pseudo.h5", images)[i]["label"].numpy() for i in range(16)])
+    assert np.array_equal(read, labels)
 
 
 def test_evaluate_and_collect(chain, tiny_demo):

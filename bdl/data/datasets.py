@@ -14,8 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bdl import BDLError
+from bdl.artifacts import frames
 from bdl.data.labels import IGNORE
 from bdl.data.readers import Sample, read_image, resize_pair
+from bdl.pseudo import apply_thresholds
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor | None, crop, flip: bool, gen: torch.Generator):
@@ -78,34 +80,62 @@ class SegmentationDataset(_Augmenting):
 
 
 class H5SegmentationDataset(_Augmenting):
-    """A translated set or pseudo-label set on disk; ``label_key`` picks the label array."""
+    """An HDF5 set on disk (translated set, decoded image cache); ``label_key`` picks the label array, None
+    for images only. Arrays are memory-mapped where stored contiguous (``bdl.artifacts.frames``)."""
 
-    def __init__(self, path: Path, image_key="images", label_key="labels", crop=None, flip=False, seed=0,
-                 images_from: "Dataset | None" = None):
+    def __init__(self, path: Path, image_key="images", label_key: str | None = "labels", crop=None, flip=False,
+                 seed=0, images_from: "Dataset | None" = None):
         super().__init__(crop, flip, seed)
         self.path, self.image_key, self.label_key = Path(path), image_key, label_key
         self.images_from = images_from
         with h5py.File(self.path, "r") as f:
-            self.length = len(f[label_key])
-        self._file = None
+            self.length = len(f[label_key or image_key])
+        self._arrays = None
 
     def __len__(self):
         return self.length
 
-    def _h5(self):
-        if self._file is None:  # opened lazily so each DataLoader worker has its own handle
+    def _open(self, f: h5py.File) -> dict:
+        keys = ([self.image_key] if self.images_from is None else []) + ([self.label_key] if self.label_key else [])
+        return {k: frames(f, k) for k in keys}
+
+    def _get(self):
+        if self._arrays is None:  # opened lazily so each DataLoader worker has its own handle
             self._file = h5py.File(self.path, "r")
-        return self._file
+            self._arrays = self._open(self._file)
+        return self._arrays
+
+    def _label(self, arrays, i) -> np.ndarray:
+        return arrays[self.label_key][i]
 
     def __getitem__(self, i):
-        f = self._h5()
+        arrays = self._get()
         if self.images_from is not None:
             image_t = self.images_from[i]["image"]
         else:
-            image_t = torch.from_numpy(f[self.image_key][i]).permute(2, 0, 1)
-        label_t = torch.from_numpy(f[self.label_key][i].astype(np.int64))
+            image_t = torch.from_numpy(np.array(arrays[self.image_key][i])).permute(2, 0, 1)
+        label_t = torch.from_numpy(self._label(arrays, i).astype(np.int64)) if self.label_key else None
         image_t, label_t = self._augment(i, image_t, label_t)
-        return {"image": image_t.contiguous(), "label": label_t.contiguous(), "index": i}
+        out = {"image": image_t.contiguous(), "index": i}
+        if label_t is not None:
+            out["label"] = label_t.contiguous()
+        return out
+
+
+class PseudoLabelSet(H5SegmentationDataset):
+    """A pseudo-label set: the label of a pixel is its prediction where the stored max probability reaches
+    the class threshold (the file's ``thresholds`` attribute), else 255; images come from ``images_from``."""
+
+    def __init__(self, path: Path, images_from: Dataset, crop=None, flip=False, seed=0):
+        super().__init__(path, None, "pred", crop, flip, seed, images_from)
+        with h5py.File(self.path, "r") as f:
+            self.thresholds16 = np.asarray(f.attrs["thresholds"], dtype=np.float16)
+
+    def _open(self, f):
+        return {"pred": frames(f, "pred"), "prob": frames(f, "prob")}
+
+    def _label(self, arrays, i):
+        return apply_thresholds(arrays["pred"][i], arrays["prob"][i], self.thresholds16)
 
 
 class EpochSampler(Sampler):

@@ -113,10 +113,12 @@ def predict(model, images_uint8: torch.Tensor, device, speed: Speed | None = Non
 @torch.no_grad()
 def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
                      speed: Speed | None = None):
-    """Write pred, max prob (float16) and thresholded labels for every target train image.
+    """Write pred and its max probability (float16) for every target train image, and the class thresholds.
 
-    One pass predicts, stores and (``classwise``) fills the exact median histograms; a second pass over
-    the stored pred/prob (not the model) turns them into labels with 255 ignored.
+    One pass predicts, stores and fills the per-class histograms of the stored probabilities; from them
+    come the class-wise medians and, for either mode, the exact count of pixels each threshold keeps.
+    The labels themselves (255 below the threshold) are made when the set is read
+    (``PseudoLabelSet``): a second pass writing them cost as much as the prediction's other I/O together.
     """
     speed = _speed(speed, device)
     speed.model(model).eval()
@@ -126,8 +128,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     def finish(start, names, prob, pred, ready):
         _wait(ready)
         prob16, pred8 = prob.numpy(), pred.numpy()
-        if mode == "classwise":
-            stats.add(pred8, prob16)
+        stats.add(pred8, prob16)
         out.write(start, names, pred=pred8, prob=prob16)
 
     with H5Writer(out_path, n, pseudo_label_arrays(size_hw), attrs) as out:
@@ -141,7 +142,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
                 behind.submit(finish, start, names, prob, pred, _ready_event(device))
                 start += len(names)
         thresholds = stats.thresholds() if mode == "classwise" else np.full(NUM_CLASSES, threshold)
-        predicted, kept = label_pass(out.file, thresholds, max(64, loader.batch_size))
+        predicted, kept = stats.predicted(), stats.kept(thresholds)
         coverage = float(kept.sum()) / max(float(predicted.sum()), 1.0)
         out.set_attr("thresholds", thresholds.astype(np.float64))
         out.set_attr("kept_pixels", kept)
@@ -151,24 +152,8 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
 
 
 def pseudo_label_arrays(size_hw) -> dict:
-    """The per-image arrays of a pseudo-label file: argmax, its float16 probability, thresholded labels."""
-    return {"pred": (tuple(size_hw), "uint8"), "prob": (tuple(size_hw), "float16"),
-            "labels": (tuple(size_hw), "uint8")}
-
-
-def label_pass(f, thresholds: np.ndarray, chunk: int):
-    """Fill ``labels`` of an open pseudo-label file from its stored pred/prob, ``chunk`` images at a time
-    (memory stays flat); returns per-class predicted and kept pixel counts."""
-    predicted = np.zeros(NUM_CLASSES, dtype=np.int64)
-    kept = np.zeros(NUM_CLASSES, dtype=np.int64)
-    thresholds16 = thresholds.astype(np.float16)
-    for i in range(0, len(f["pred"]), chunk):
-        pred8, prob16 = f["pred"][i:i + chunk], f["prob"][i:i + chunk]
-        labels = apply_thresholds(pred8, prob16, thresholds16)
-        f["labels"][i:i + chunk] = labels
-        predicted += np.bincount(pred8.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
-        kept += np.bincount(labels[labels != IGNORE].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
-    return predicted, kept
+    """The per-image arrays of a pseudo-label file: argmax and its float16 probability."""
+    return {"pred": (tuple(size_hw), "uint8"), "prob": (tuple(size_hw), "float16")}
 
 
 @torch.no_grad()
