@@ -109,3 +109,23 @@ def dataset_spec(args, prefix: str, split: str | None = None):
         raise BDLError(f"--{prefix}-format and --{prefix}-root are required for this mode")
     return DatasetSpec(fmt, root, split or getattr(args, f"{prefix}_split"), getattr(args, f"{prefix}_list"),
                        getattr(args, f"{prefix}_label_map"))
+
+
+def add_cache_arg(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument(f"--{prefix}-cache", default=None,
+                   help=f"the {prefix} images decoded into HDF5 by cache_images.py, read instead of the image files")
+
+
+def image_set(args, prefix: str, with_labels: bool, crop=None, flip=False, seed=0):
+    """The ``prefix`` domain's images (with labels if asked) as a dataset: from ``--<prefix>-cache`` when given,
+    else decoded from the files on each read. Both give the same pixels."""
+    from bdl.data.cache import cached_set
+    from bdl.data.datasets import SegmentationDataset
+
+    spec = dataset_spec(args, prefix)
+    samples = spec.samples(with_labels)
+    size = getattr(args, f"{prefix}_size")
+    cache = getattr(args, f"{prefix}_cache", None)
+    if cache:
+        return cached_set(cache, samples, size, with_labels, crop, flip, seed)
+    return SegmentationDataset(samples, spec.label_decoder() if with_labels else None, size, crop, flip, seed)

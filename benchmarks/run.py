@@ -59,7 +59,8 @@ def main(args):
     import torch
 
     from bdl.artifacts import load_checkpoint
-    from bdl.data.datasets import H5SegmentationDataset, SegmentationDataset, make_loader
+    from bdl.data.cache import cached_set, write_cache
+    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, SegmentationDataset, make_loader
     from bdl.data.readers import DatasetSpec
     from bdl.loops.inference import predict, pseudo_label_set, translate_set
     from bdl.loops.segmenter import train_segmenter
@@ -89,17 +90,26 @@ def main(args):
     def translated():
         return H5SegmentationDataset(R / "round1" / "translated.h5", flip=True)
 
-    def target_images(flip=True):
-        return SegmentationDataset(tgt.samples(False), None, None, None, flip)
+    def images(domain, spec, with_labels, flip, crop=None):
+        """A domain's images as the workflow's stages read them: from the run's cache where it made one."""
+        cache = R / "cache" / f"{domain}.h5"
+        if cache.exists():
+            return cached_set(cache, spec.samples(with_labels), None, with_labels, crop, flip)
+        return SegmentationDataset(spec.samples(with_labels), spec.label_decoder() if with_labels else None, None,
+                                   crop, flip)
 
+    def target_images(flip=True):
+        return images("target", tgt, False, flip)
+
+    print("inputs: " + ", ".join(f"{d} {'cache' if (R / 'cache' / f'{d}.h5').exists() else 'image files'}"
+                                 for d in ("source", "target")))
     pseudo = R / "round1" / "ssl1" / "pseudo.h5"
     seg_stages = {
-        "train_segmenter source-only": (
-            lambda: loader(SegmentationDataset(src.samples(), src.label_decoder(), None, None, True)), None, 0.0),
+        "train_segmenter source-only": (lambda: loader(images("source", src, True, True)), None, 0.0),
         "train_segmenter adversarial": (lambda: loader(translated()), lambda: loader(target_images()), None),
         "train_segmenter ssl": (
             lambda: loader(translated()),
-            lambda: loader(H5SegmentationDataset(pseudo, flip=True, images_from=target_images(False))), None),
+            lambda: loader(PseudoLabelSet(pseudo, target_images(False), flip=True)), None),
     }
     for title, (make_s, make_t, lambda_adv) in seg_stages.items():
         cfg = argparse.Namespace(**vars(seg_cfg))
@@ -118,8 +128,8 @@ def main(args):
         report(title, args.steps * bs, *side_by_side(seg_run, args.repeats), 0.9)
 
     def f_run(bare):
-        s = loader(SegmentationDataset(src.samples(False), None, None, f_cfg.crop, True), f_cfg.batch_size)
-        t = loader(target_images(), f_cfg.batch_size)
+        s = loader(images("source", src, False, True, f_cfg.crop), f_cfg.batch_size)
+        t = loader(images("target", tgt, False, True, f_cfg.crop), f_cfg.batch_size)
         if bare:
             s, t = InMemoryLoader(s), InMemoryLoader(t)
         start = time.perf_counter()
@@ -163,8 +173,7 @@ def main(args):
 
     generator, _ = build_translator(f_ckpt["arch"])
     generator.load_state_dict(f_ckpt["model"])
-    translate_figure("translate (with reading + HDF5 writing)", generator,
-                     SegmentationDataset(src.samples(), src.label_decoder()))
+    translate_figure("translate (with reading + HDF5 writing)", generator, images("source", src, True, False))
     m0, frames = segmenter_from_checkpoint(seg_ckpt), target_images(False)
     pseudo_figure("pseudo_label classwise (with reading + HDF5 writing)", m0, frames)
     pseudo_parts(m0, frames, lambda ds: loader(ds, ib, False, False), device, tmp, args.repeats)
@@ -175,11 +184,14 @@ def main(args):
         from bdl.models import build_segmenter
 
         n = args.paper_frames
+        first_src, first_tgt = src.samples()[:n], tgt.samples(False)[:n]
+        write_cache(first_src, src.label_decoder(), None, tmp / "src.h5", {})
+        write_cache(first_tgt, None, None, tmp / "tgt.h5", {})
         translate_figure(f"translate, paper CycleGAN (ngf 64, 9 blocks, random init), {n} frames",
                          build_translator({"ngf": 64, "n_blocks": 9})[0],
-                         SegmentationDataset(src.samples()[:n], src.label_decoder()))
+                         cached_set(tmp / "src.h5", first_src, None, True))
         pseudo_figure(f"pseudo_label classwise, paper DeepLab v2 ResNet-101 (random init), {n} frames",
-                      build_segmenter("resnet101"), SegmentationDataset(tgt.samples(False)[:n], None))
+                      build_segmenter("resnet101"), cached_set(tmp / "tgt.h5", first_tgt, None, False))
 
     if not args.skip_memory:
         memory_figure(R, args.threads)
@@ -237,7 +249,7 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
 
     from bdl.artifacts import H5Writer
     from bdl.data.labels import NUM_CLASSES
-    from bdl.loops.inference import label_pass, predict, pseudo_label_arrays
+    from bdl.loops.inference import predict, pseudo_label_arrays
     from bdl.pseudo import ClasswiseMedian
 
     arrays = pseudo_label_arrays(ds[0]["image"].shape[-2:])
@@ -250,7 +262,7 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
         best[key] = min(best.get(key, float("inf")), time.perf_counter() - start)
 
     for _ in range(repeats):
-        with timed("decode + collate"):
+        with timed("read + collate"):
             batches = list(make_loader(ds))
         with timed("model + softmax"):
             outs = [predict(model, b["image"], device) for b in batches]
@@ -265,8 +277,6 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
                 for prob, pred in outs:
                     out.write(start, [str(start + i) for i in range(len(prob))], pred=pred, prob=prob)
                     start += len(prob)
-            with timed("label pass"):
-                label_pass(out.file, stats.thresholds(), 64)
     per = {k: 1000 * v / len(ds) for k, v in best.items()}
     extra = sum(v for k, v in per.items() if k != "model + softmax")
     print("pseudo_label parts, ms per frame, run one after another: "

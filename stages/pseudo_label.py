@@ -14,13 +14,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, probability, run  # noqa: E402
+from bdl.cli import add_cache_arg, add_dataset_args, add_runtime_args, dataset_spec, image_set, probability, run  # noqa: E402
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
     add_dataset_args(p, "target", "target train images")
+    add_cache_arg(p, "target")
     p.add_argument("--mode", choices=("fixed", "classwise"), default="fixed")
     p.add_argument("--threshold", type=probability, default=0.9, help="fixed threshold, or the classwise cap")
     p.add_argument("--batch-size", type=int, default=8)
@@ -31,7 +32,7 @@ def get_args_parser():
 
 def main(args):
     from bdl.artifacts import load_checkpoint, names_hash
-    from bdl.data.datasets import SegmentationDataset, make_loader
+    from bdl.data.datasets import make_loader
     from bdl.data.labels import CLASS_NAMES
     from bdl.loops.inference import pseudo_label_set
     from bdl.models import segmenter_from_checkpoint
@@ -42,7 +43,7 @@ def main(args):
     seed_everything(args.seed)
     model = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
     spec = dataset_spec(args, "target")
-    ds = SegmentationDataset(spec.samples(with_labels=False), None, args.target_size)
+    ds = image_set(args, "target", False)
     hw = tuple(ds[0]["image"].shape[-2:])
     attrs = {"made_by": "pseudo_label", "segmenter": str(args.segmenter), "mode": args.mode,
              "threshold": args.threshold, "target": json.dumps(vars(spec)),

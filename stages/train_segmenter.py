@@ -17,9 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
 from bdl.cli import (  # noqa: E402
+    add_cache_arg,
     add_dataset_args,
     add_runtime_args,
     dataset_spec,
+    image_set,
     positive_int,
     recorded_args,
     run,
@@ -31,6 +33,8 @@ def get_args_parser():
     p.add_argument("--mode", required=True, choices=("source", "adversarial", "ssl", "oracle"))
     add_dataset_args(p, "source", "labelled source, for --mode source")
     add_dataset_args(p, "target", "target images; labels only in --mode oracle")
+    add_cache_arg(p, "source")
+    add_cache_arg(p, "target")
     p.add_argument("--translated", help="translated source set (HDF5 from translate.py) for adversarial/ssl")
     p.add_argument("--pseudo", help="pseudo-label set (HDF5 from pseudo_label.py) for --mode ssl")
     m = p.add_argument_group("model")
@@ -76,8 +80,7 @@ def main(args):
     crop, flip = args.crop, not args.no_flip
 
     if args.mode == "source":
-        spec = dataset_spec(args, "source")
-        src = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.source_size, crop, flip, args.seed)
+        src = image_set(args, "source", True, crop, flip, args.seed)
     elif args.mode == "oracle":
         spec = dataset_spec(args, "target")
         src = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.target_size, crop, flip, args.seed)
@@ -88,9 +91,8 @@ def main(args):
 
     tgt = None
     if args.mode in ("adversarial", "ssl"):
-        spec = dataset_spec(args, "target")
         # with_labels=False: adaptation must never see a target training label
-        images = SegmentationDataset(spec.samples(with_labels=False), None, args.target_size, None, False)
+        images = image_set(args, "target", False)
         if args.mode == "ssl":
             if not args.pseudo:
                 raise BDLError("--mode ssl needs --pseudo")
@@ -99,7 +101,7 @@ def main(args):
                 raise BDLError(f"{args.pseudo}: pseudo-labels were made for a different target image list")
             tgt = PseudoLabelSet(args.pseudo, images, crop=crop, flip=flip, seed=args.seed + 1)
         else:
-            tgt = SegmentationDataset(images.samples, None, args.target_size, crop, flip, args.seed + 1)
+            tgt = image_set(args, "target", False, crop, flip, args.seed + 1)
 
     if args.init:
         state = load_checkpoint(args.init, kind="segmenter")

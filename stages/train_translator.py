@@ -13,9 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
 from bdl.cli import (  # noqa: E402
+    add_cache_arg,
     add_dataset_args,
     add_runtime_args,
-    dataset_spec,
+    image_set,
     positive_int,
     recorded_args,
     run,
@@ -26,6 +27,8 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_args(p, "source", "source images (domain A)")
     add_dataset_args(p, "target", "target images (domain B)")
+    add_cache_arg(p, "source")
+    add_cache_arg(p, "target")
     p.add_argument("--segmenter", help="frozen M checkpoint for the perceptual loss (omit to train without it)")
     m = p.add_argument_group("model")
     m.add_argument("--ngf", type=int, default=64, help="generator width (paper 64)")
@@ -57,7 +60,7 @@ def get_args_parser():
 
 def main(args):
     from bdl.artifacts import load_checkpoint, save_checkpoint
-    from bdl.data.datasets import SegmentationDataset, make_loader
+    from bdl.data.datasets import make_loader
     from bdl.loops.translator import train_translator
     from bdl.models import segmenter_from_checkpoint
     from bdl.training import Resumable, pick_device, seed_everything, setup_torch
@@ -70,10 +73,8 @@ def main(args):
     setup_torch(device, args.threads)
     seed_everything(args.seed)
     flip = not args.no_flip
-    src_spec, tgt_spec = dataset_spec(args, "source"), dataset_spec(args, "target")
-    src = SegmentationDataset(src_spec.samples(with_labels=False), None, args.source_size, args.crop, flip, args.seed)
-    tgt = SegmentationDataset(tgt_spec.samples(with_labels=False), None, args.target_size, args.crop, flip,
-                              args.seed + 1)
+    src = image_set(args, "source", False, args.crop, flip, args.seed)
+    tgt = image_set(args, "target", False, args.crop, flip, args.seed + 1)
     segmenter = None
     if args.segmenter:
         segmenter = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)

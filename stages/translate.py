@@ -9,13 +9,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, run  # noqa: E402
+from bdl.cli import add_cache_arg, add_dataset_args, add_runtime_args, dataset_spec, image_set, run  # noqa: E402
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--translator", required=True, help="checkpoint from train_translator.py")
     add_dataset_args(p, "source", "labelled source to translate")
+    add_cache_arg(p, "source")
     p.add_argument("--batch-size", type=int, default=8)
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="translated set (.h5)")
@@ -24,7 +25,7 @@ def get_args_parser():
 
 def main(args):
     from bdl.artifacts import load_checkpoint, load_weights
-    from bdl.data.datasets import SegmentationDataset, make_loader
+    from bdl.data.datasets import make_loader
     from bdl.loops.inference import translate_set
     from bdl.loops.translator import build_translator
     from bdl.training import Speed, pick_device, seed_everything, setup_torch
@@ -36,7 +37,7 @@ def main(args):
     generator, _ = build_translator(state["arch"])
     load_weights(generator, state["model"], args.translator, "translator")
     spec = dataset_spec(args, "source")
-    ds = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.source_size)
+    ds = image_set(args, "source", True)
     first = ds[0]["image"]
     attrs = {"made_by": "translate", "translator": str(args.translator),
              "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}

@@ -172,6 +172,15 @@ def final_segmenter(k):
     return segmenter_after(k, N if int(k) > 0 else 0)
 
 
+def cache_of(domain):
+    """The domain's decoded image cache as a list of one input, or none when the config turns it off."""
+    return [f"{R}/cache/{domain}.h5"] if config[domain]["cache"] else []
+
+
+def cache_flags(*domains):
+    return " ".join(flags(**{f"{d}_cache": path}) for d in domains for path in cache_of(d))
+
+
 def data_inputs():
     """Every job that reads data waits for the data check, so bad data fails before training."""
     return [f"{R}/data_check.json"]

@@ -45,3 +45,26 @@ rule check_data:
         runtime=60,
     shell:
         "python stages/check_data.py {params.args} --out {output:q} > {log:q} 2>&1"
+
+
+rule cache_images:
+    input:
+        data_inputs(),
+    output:
+        f"{R}/cache/{{domain}}.h5",
+    wildcard_constraints:
+        domain="source|target",
+    params:
+        args=lambda w: data_flags(w.domain),
+        workers=flags(workers=RT["workers"]),
+    log:
+        f"{R}/logs/cache_{{domain}}.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=RT["runtime_min"],
+    shell:
+        "python stages/cache_images.py --domain {wildcards.domain} {params.args} {params.workers}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -4,6 +4,7 @@
 rule pseudo_label:
     input:
         data_inputs(),
+        cache_of("target"),
         segmenter=lambda w: segmenter_after(w.k, int(w.n) - 1),
     output:
         f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
@@ -11,6 +12,7 @@ rule pseudo_label:
         args=lambda w: " ".join(
             [
                 data_flags("target"),
+                cache_flags("target"),
                 flags(
                     mode=config["pseudo_label"]["mode"],
                     threshold=config["pseudo_label"]["threshold"],

@@ -4,12 +4,13 @@
 rule train_m0:
     input:
         data_inputs(),
+        cache_of("source"),
     output:
         model=f"{R}/m0/segmenter.pt",
         losses=f"{R}/m0/losses.tsv",
         curves=report(f"{R}/m0/curves.png", category="Loss curves", subcategory="M0"),
     params:
-        args=lambda w: f"{seg_train_flags('source')} {data_flags('source')}",
+        args=lambda w: f"{seg_train_flags('source')} {data_flags('source')} {cache_flags('source')}",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
         f"{R}/logs/m0/train.log",
@@ -48,6 +49,7 @@ rule train_oracle:
 rule train_adversarial:
     input:
         data_inputs(),
+        cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
         init=lambda w: final_segmenter(int(w.k) - 1),
     output:
@@ -55,7 +57,7 @@ rule train_adversarial:
         losses=f"{R}/round{{k}}/adv/losses.tsv",
         curves=report(f"{R}/round{{k}}/adv/curves.png", category="Loss curves", subcategory="round {k}"),
     params:
-        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')}",
+        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
         f"{R}/logs/round{{k}}/adv_train.log",
@@ -73,6 +75,7 @@ rule train_adversarial:
 rule train_ssl:
     input:
         data_inputs(),
+        cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
         pseudo=f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
         init=lambda w: segmenter_after(w.k, int(w.n) - 1),
@@ -81,7 +84,7 @@ rule train_ssl:
         losses=f"{R}/round{{k}}/ssl{{n}}/losses.tsv",
         curves=report(f"{R}/round{{k}}/ssl{{n}}/curves.png", category="Loss curves", subcategory="round {k}"),
     params:
-        args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')}",
+        args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')} {cache_flags('target')}",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
         f"{R}/logs/round{{k}}/ssl{{n}}_train.log",

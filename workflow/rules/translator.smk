@@ -4,13 +4,17 @@
 rule train_translator:
     input:
         data_inputs(),
+        cache_of("source"),
+        cache_of("target"),
         segmenter=lambda w: [final_segmenter(int(w.k) - 1)] if uses_perceptual(w.k) else [],
     output:
         model=f"{R}/round{{k}}/translator.pt",
         losses=f"{R}/round{{k}}/translator_losses.tsv",
         curves=report(f"{R}/round{{k}}/translator_curves.png", category="Loss curves", subcategory="round {k}"),
     params:
-        args=lambda w: f"{translator_flags(w.k)} {data_flags('source')} {data_flags('target')}",
+        args=lambda w: " ".join(
+            [translator_flags(w.k), data_flags("source"), data_flags("target"), cache_flags("source", "target")]
+        ),
         segmenter=lambda w, input: flags(segmenter=input.segmenter[0]) if input.segmenter else "",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
@@ -28,11 +32,14 @@ rule train_translator:
 rule translate:
     input:
         data_inputs(),
+        cache_of("source"),
         translator=f"{R}/round{{k}}/translator.pt",
     output:
         f"{R}/round{{k}}/translated.h5",
     params:
-        args=lambda w: f"{data_flags('source')} {flags(batch_size=RT['inference_batch_size'])}",
+        args=lambda w: " ".join(
+            [data_flags("source"), cache_flags("source"), flags(batch_size=RT["inference_batch_size"])]
+        ),
         runtime=RUNTIME,
     log:
         f"{R}/logs/round{{k}}/translate.log",
