@@ -84,7 +84,9 @@ def main(args):
         model.parent.mkdir(exist_ok=True)
         _stage("train_segmenter.py", ["--mode", "adversarial", *cli_flags(rec, _OWN), "--init", str(prev),
                                       "--out", str(model)], model.parent / "train.log")
-        target = {k_: v for k_, v in rec.items() if k_.startswith("target_") and k_ != "target_split"}
+        # evaluate reads the val split's files; the cache holds the train split
+        own_split = ("target_split", "target_cache")
+        target = {k_: v for k_, v in rec.items() if k_.startswith("target_") and k_ not in own_split}
         split = json.loads((ckpt.parent / "eval.json").read_text())["split"]
         _stage("evaluate.py", ["--segmenter", str(model), *cli_flags(target), "--target-split", split,
                                "--split", split, "--num-predictions", "0", "--device", rec["device"],
