@@ -99,10 +99,12 @@ class H5Writer:
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
         self.file = h5py.File(tmp, "w")
+        # the dataset handles are kept: looking one up by name costs ~0.1 ms, as much as writing a batch
+        self._arrays = {}
         for name, (shape, dtype) in arrays.items():
             # early allocation: the storage exists (and has a file offset) even before the first write
-            self.file.create_dataset(name, (length, *shape), dtype=dtype, fillvalue=0,
-                                     dcpl=_early_allocation())
+            self._arrays[name] = self.file.create_dataset(name, (length, *shape), dtype=dtype, fillvalue=0,
+                                                          dcpl=_early_allocation())
         self.file.create_dataset("names", (length,), dtype=h5py.string_dtype())
         # one variable-length string write at the end instead of one per batch (each costs ~0.5 ms)
         self._names: list[str] = [""] * length
@@ -113,7 +115,7 @@ class H5Writer:
         end = start + len(names)
         self._names[start:end] = list(names)
         for k, v in arrays.items():
-            self.file[k][start:end] = v
+            self._arrays[k][start:end] = v
 
     def set_attr(self, key, value) -> None:
         self.file.attrs[key] = value

@@ -5,17 +5,20 @@ median of the max probability over the pixels predicted as that class, capped at
 reference code), so rare, hard classes keep some pixels instead of vanishing from the target loss.
 
 The reference collects every probability of the target set in RAM to take the medians (~23 GiB for
-Cityscapes train). Probabilities are stored as float16, which has only 15,361 values in [0, 1], and a
-non-negative float16's bit pattern sorts like its value; so a per-class histogram over bit patterns,
-filled in the one prediction pass, gives the exact ``np.median`` of the stored values in a fixed 2 MiB.
+Cityscapes train). Probabilities are stored as float16, and a non-negative float16's bit pattern sorts
+like its value; so a per-class histogram over bit patterns, filled in the one prediction pass, gives the
+exact ``np.median`` of the stored values in a fixed amount of memory. A max softmax probability over C
+classes is at least 1/C, so with C <= 32 only the 5,121 patterns of [1/32, 1] can occur (~0.75 MiB for 19
+classes, small enough to stay in cache beside the model; the full [0, 1] range would take 2.2 MiB).
 """
 
 import numpy as np
 
 from bdl.data.labels import IGNORE, NUM_CLASSES
 
-# bit patterns of float16 0.0 .. 1.0 (0x3C00 is 1.0)
-PATTERNS = 0x3C00 + 1
+# bit patterns of float16 1/32 .. 1.0 (0x2800 is 1/32, 0x3C00 is 1.0)
+FLOOR, TOP = 0x2800, 0x3C00
+PATTERNS = TOP - FLOOR + 1
 
 
 def apply_thresholds(pred: np.ndarray, prob: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -28,12 +31,15 @@ class ClasswiseMedian:
     """Exact per-class medians of float16 max probabilities, accumulated one batch at a time."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, cap: float = 0.9):
+        if num_classes > 32:
+            raise ValueError("the histogram starts at 1/32, below which a max probability of <= 32 classes "
+                             f"cannot fall; {num_classes} classes need a lower floor")
         self.n, self.cap = num_classes, cap
         self.hist = np.zeros((num_classes, PATTERNS), dtype=np.int64)
 
     def add(self, pred: np.ndarray, prob: np.ndarray) -> None:
-        bits = np.minimum(np.ascontiguousarray(prob, dtype=np.float16).view(np.uint16).ravel(), PATTERNS - 1)
-        idx = pred.astype(np.int64).ravel() * PATTERNS + bits
+        bits = np.clip(np.ascontiguousarray(prob, dtype=np.float16).view(np.uint16).ravel(), FLOOR, TOP) - FLOOR
+        idx = pred.astype(np.intp).ravel() * PATTERNS + bits
         self.hist += np.bincount(idx, minlength=self.n * PATTERNS).reshape(self.n, PATTERNS)
 
     def predicted(self) -> np.ndarray:
@@ -43,9 +49,9 @@ class ClasswiseMedian:
     def kept(self, thresholds: np.ndarray) -> np.ndarray:
         """Pixels of each class that ``apply_thresholds`` keeps: probability >= the float16 threshold, which
         for non-negative float16 values is bit pattern >= the threshold's bit pattern."""
-        bits = np.asarray(thresholds, dtype=np.float16).view(np.uint16).astype(np.int64)
-        cum = np.cumsum(self.hist[:, ::-1], axis=1)[:, ::-1]  # cum[c, b]: pixels of c with pattern >= b
-        return np.array([cum[c, b] if b < PATTERNS else 0 for c, b in enumerate(bits)], dtype=np.int64)
+        bits = np.asarray(thresholds, dtype=np.float16).view(np.uint16).astype(np.int64) - FLOOR
+        cum = np.cumsum(self.hist[:, ::-1], axis=1)[:, ::-1]  # cum[c, b]: pixels of c with pattern >= FLOOR + b
+        return np.array([cum[c, max(b, 0)] if b < PATTERNS else 0 for c, b in enumerate(bits)], dtype=np.int64)
 
     def thresholds(self) -> np.ndarray:
         out = np.full(self.n, self.cap, dtype=np.float64)
@@ -55,6 +61,6 @@ class ClasswiseMedian:
             if total == 0:  # never predicted: the cap (no pixel of it to keep anyway)
                 continue
             ranks = np.array([(total - 1) // 2, total // 2])  # even count: the mean of the middle two
-            bits = np.searchsorted(cum[c], ranks, side="right").astype(np.uint16)
+            bits = (np.searchsorted(cum[c], ranks, side="right") + FLOOR).astype(np.uint16)
             out[c] = min(float(bits.view(np.float16).astype(np.float64).mean()), self.cap)
         return out

@@ -9,7 +9,7 @@ from conftest import run_stage, source_flags, target_flags
 from PIL import Image
 
 from bdl.data.cache import cached_set, write_cache
-from bdl.data.datasets import SegmentationDataset
+from bdl.data.datasets import Collated, SegmentationDataset, make_loader
 from bdl.data.readers import DataError, DatasetSpec
 
 
@@ -25,6 +25,25 @@ def test_cached_items_equal_the_decoded_files(tiny_demo, tmp_path):
             a, b = cached[i], files[i]
             assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
     assert cached.samples == samples
+
+
+@pytest.mark.parametrize("labels", [True, False])
+def test_loader_batches_from_the_cache_equal_those_from_the_files(tiny_demo, tmp_path, labels):
+    # in order and without augmentation a batch is read as one run of frames (Collated); shuffled or
+    # augmented batches go item by item: both must equal the decoded files, the short last batch too
+    spec = DatasetSpec("gta5", str(tiny_demo / "source"))
+    samples = spec.samples(labels)
+    decode = spec.label_decoder() if labels else None
+    write_cache(samples, decode, None, tmp_path / "s.h5", {})
+    for shuffle, flip in ((False, False), (True, False), (False, True)):
+        cached = cached_set(tmp_path / "s.h5", samples, None, labels, flip=flip)
+        files = SegmentationDataset(samples, decode, None, flip=flip)
+        assert isinstance(cached.__getitems__([3, 4, 5]), Collated) == (not flip)
+        batches = list(zip(make_loader(cached, 5, shuffle, 0), make_loader(files, 5, shuffle, 0), strict=True))
+        assert len(batches) == 5 and len(batches[-1][0]["index"]) == 4
+        for a, b in batches:
+            assert a.keys() == b.keys() == ({"image", "index"} | ({"label"} if labels else set()))
+            assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
 
 
 def test_a_cache_that_does_not_fit_is_refused(tiny_demo, tmp_path):

@@ -36,10 +36,24 @@ def test_classwise_matches_numpy_on_random_streams(seed):
         assert cm.thresholds()[c] == pytest.approx(min(np.median(prob[pred == c]), 0.97), abs=1e-12)
 
 
-def test_classwise_extremes_zero_one_and_single_pixel():
+def test_classwise_extremes_floor_one_and_single_pixel():
     cm = ClasswiseMedian(3, cap=1.0)
-    cm.add(np.array([0, 0, 1], np.uint8), np.array([0.0, 1.0, 0.0625], np.float16))
-    assert cm.thresholds().tolist() == [0.5, 0.0625, 1.0]
+    cm.add(np.array([0, 0, 1], np.uint8), np.array([1 / 32, 1.0, 0.0625], np.float16))
+    assert cm.thresholds().tolist() == [(1 / 32 + 1) / 2, 0.0625, 1.0]
+
+
+def test_histogram_floor_is_below_any_max_probability():
+    # a max softmax probability over C classes is >= 1/C; the histogram starts at 1/32
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 0.01, (32, 1000))  # near-uniform: the max is barely above 1/32
+    p = np.exp(logits) / np.exp(logits).sum(0)
+    prob = p.max(0).astype(np.float16)
+    pred = np.zeros(1000, np.uint8)
+    cm = ClasswiseMedian(32, cap=1.0)
+    cm.add(pred, prob)
+    assert cm.thresholds()[0] == np.median(prob.astype(np.float64))
+    with pytest.raises(ValueError, match="33 classes"):
+        ClasswiseMedian(33)
 
 
 @pytest.mark.parametrize("cap", [0.9, 1.0])

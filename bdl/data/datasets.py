@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from bdl import BDLError
 from bdl.artifacts import frames
@@ -121,6 +121,31 @@ class H5SegmentationDataset(_Augmenting):
             out["label"] = label_t.contiguous()
         return out
 
+    def __getitems__(self, indices: list[int]):
+        """A DataLoader batch. Inference passes read in order without augmenting: there a run of frames is
+        one copy from the mapped file, already collated, instead of one copy per frame and a stack."""
+        arrays = self._get()
+        # images_from: a pseudo-label set (labels made on read) or images kept elsewhere; an h5py dataset (an
+        # older compressed file) is not mapped: item by item, as always
+        plain = self.crop is None and not self.flip and self.images_from is None and \
+            isinstance(arrays[self.image_key], np.ndarray)
+        if not plain or not indices or list(indices) != list(range(indices[0], indices[0] + len(indices))):
+            return [self[i] for i in indices]
+        run = slice(indices[0], indices[0] + len(indices))
+        images = torch.from_numpy(np.array(arrays[self.image_key][run])).permute(0, 3, 1, 2).contiguous()
+        batch = Collated(image=images, index=torch.as_tensor(list(indices)))
+        if self.label_key:
+            batch["label"] = torch.from_numpy(arrays[self.label_key][run].astype(np.int64))
+        return batch
+
+
+class Collated(dict):
+    """A batch a dataset assembled itself (``__getitems__``); ``collate`` passes it through."""
+
+
+def collate(items):
+    return items if isinstance(items, Collated) else default_collate(items)
+
 
 class PseudoLabelSet(H5SegmentationDataset):
     """A pseudo-label set: the label of a pixel is its prediction where the stored max probability reaches
@@ -163,7 +188,7 @@ def make_loader(dataset, batch_size, shuffle, workers, seed=0, drop_last=False):
     # which a prefetch thread would do at times that differ from run to run
     return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle, seed),
                       num_workers=workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
-                      generator=torch.Generator().manual_seed(seed),
+                      collate_fn=collate, generator=torch.Generator().manual_seed(seed),
                       # not persistent: workers must see the epoch that infinite() sets on the dataset
                       persistent_workers=False)
 

@@ -25,9 +25,12 @@ def _pad_to(x: torch.Tensor, multiple: int):
 
 
 class _Behind:
-    """Runs each batch's CPU-side finishing work (dtype conversions, histograms, compressed HDF5 writes) on
-    one helper thread while the model computes the next batch. The model's kernels release the GIL, so on
-    a CPU the two overlap where the model leaves cores idle, and on a GPU the host work hides entirely.
+    """Runs each batch's CPU-side finishing work (dtype conversions, histograms, HDF5 writes) on one helper
+    thread while the model computes the next batch. The model's kernels release the GIL, so on a GPU the
+    host work hides entirely. On the 2-core CPU machine, where the model's threads fill the cores, the
+    helper and running the work inline measured the same (pseudo-labelling ratio 0.87 vs 0.88 over 14
+    interleaved rounds) once the work was small; with the old 2.2 MiB histogram inline cost far more
+    (0.69) than on the helper (0.85), as its passes evict the model's cached activations.
     At most ``depth`` batches wait (memory stays one batch deep); a failure surfaces at the next submit."""
 
     def __init__(self, depth: int = 2):
