@@ -26,6 +26,24 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="channels_last memory format for models and images ('auto': on CUDA, off on CPU)")
 
 
+def option_args(options: dict, skip=()) -> list[str]:
+    """Options as stage arguments: ``--key value`` with ``_`` in keys as ``-``; None and False drop the flag,
+    True leaves it bare, a list or tuple gives one argument per item. An argument list, never a shell
+    string: the workflow quotes each item (``shlex.join``), subprocess callers pass the list as is."""
+    out = []
+    for key, value in options.items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            out += [flag, *map(str, value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
 def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse, run ``main(args)``; a BDLError becomes ``error: <message>`` on one line and exit code 2."""
     args = parser.parse_args(argv)
@@ -116,16 +134,10 @@ def add_cache_arg(p: argparse.ArgumentParser, prefix: str) -> None:
                    help=f"the {prefix} images decoded into HDF5 by cache_images.py, read instead of the image files")
 
 
-def image_set(args, prefix: str, with_labels: bool, crop=None, flip=False, seed=0):
-    """The ``prefix`` domain's images (with labels if asked) as a dataset: from ``--<prefix>-cache`` when given,
-    else decoded from the files on each read. Both give the same pixels."""
-    from bdl.data.cache import cached_set
-    from bdl.data.datasets import SegmentationDataset
+def image_set(args, prefix: str, with_labels: bool, crop=None, flip=False, seed=0, spec=None):
+    """The ``prefix`` domain's images (with labels if asked): from ``--<prefix>-cache`` when given, else from
+    the files (``bdl.data.cache.domain_set``). ``spec``: the domain's ``dataset_spec``, when already made."""
+    from bdl.data.cache import domain_set
 
-    spec = dataset_spec(args, prefix)
-    samples = spec.samples(with_labels)
-    size = getattr(args, f"{prefix}_size")
-    cache = getattr(args, f"{prefix}_cache", None)
-    if cache:
-        return cached_set(cache, samples, size, with_labels, crop, flip, seed)
-    return SegmentationDataset(samples, spec.label_decoder() if with_labels else None, size, crop, flip, seed)
+    return domain_set(spec or dataset_spec(args, prefix), getattr(args, f"{prefix}_cache", None),
+                      getattr(args, f"{prefix}_size"), with_labels, crop, flip, seed)

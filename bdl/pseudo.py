@@ -37,9 +37,13 @@ class ClasswiseMedian:
         self.n, self.cap = num_classes, cap
         self.hist = np.zeros((num_classes, PATTERNS), dtype=np.int64)
 
-    def add(self, pred: np.ndarray, prob: np.ndarray) -> None:
-        bits = np.clip(np.ascontiguousarray(prob, dtype=np.float16).view(np.uint16).ravel(), FLOOR, TOP) - FLOOR
-        idx = pred.astype(np.intp).ravel() * PATTERNS + bits
+    def add(self, pred, prob) -> None:
+        """Count a batch: ``pred`` class ids and ``prob`` float16 probabilities (numpy arrays or CPU tensors)."""
+        prob = np.asarray(prob)
+        if prob.dtype != np.float16:
+            raise TypeError(f"probabilities must be float16 (the stored precision), got {prob.dtype}")
+        bits = np.clip(prob.view(np.uint16).ravel(), FLOOR, TOP) - FLOOR
+        idx = np.asarray(pred).astype(np.intp).ravel() * PATTERNS + bits
         self.hist += np.bincount(idx, minlength=self.n * PATTERNS).reshape(self.n, PATTERNS)
 
     def predicted(self) -> np.ndarray:

@@ -11,6 +11,7 @@ augmenting, logging) with the bare model step on tensors already in memory, same
 
 import argparse
 import contextlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,10 @@ def get_args_parser():
     p.add_argument("--results", default="results/demo", help="a finished demo run")
     p.add_argument("--steps", type=int, default=40, help="timed iterations per figure")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=2, help="interleaved runs per side; the best counts")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved (stage, bare) pairs per figure")
+    p.add_argument("--inference-repeats", type=int, default=9,
+                   help="pairs for translate/pseudo_label with the demo's models: a pass over the demo's 400 "
+                        "frames takes ~0.5 s, short enough for the machine's drift to move one pair by ~10%%")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the stage side")
     p.add_argument("--inference-batch", type=int, default=16)
@@ -59,8 +63,8 @@ def main(args):
     import torch
 
     from bdl.artifacts import load_checkpoint
-    from bdl.data.cache import cached_set, write_cache
-    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, SegmentationDataset, make_loader
+    from bdl.data.cache import cached_set, domain_set, write_cache
+    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, make_loader
     from bdl.data.readers import DatasetSpec
     from bdl.loops.inference import predict, pseudo_label_set, translate_set
     from bdl.loops.segmenter import train_segmenter
@@ -74,7 +78,8 @@ def main(args):
     device = pick_device(args.device)
     setup_torch(device, args.threads)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"device: {device} ({name}); {args.steps} timed iterations per figure")
+    print(f"device: {device} ({name}); {args.steps} timed iterations per training figure; {args.repeats} "
+          f"interleaved (stage, bare) pairs per figure ({args.inference_repeats} for the demo-model inference figures)")
     seg_ckpt, f_ckpt = load_checkpoint(R / "m0" / "segmenter.pt"), load_checkpoint(R / "round1" / "translator.pt")
     seg_cfg = argparse.Namespace(**(seg_ckpt["args"] | {"iterations": args.steps, "log_every": 10}))
     f_cfg = argparse.Namespace(**(f_ckpt["args"] | {"iterations": args.steps, "log_every": 10, "decay_start": 0}))
@@ -93,10 +98,7 @@ def main(args):
     def images(domain, spec, with_labels, flip, crop=None):
         """A domain's images as the workflow's stages read them: from the run's cache where it made one."""
         cache = R / "cache" / f"{domain}.h5"
-        if cache.exists():
-            return cached_set(cache, spec.samples(with_labels), None, with_labels, crop, flip)
-        return SegmentationDataset(spec.samples(with_labels), spec.label_decoder() if with_labels else None, None,
-                                   crop, flip)
+        return domain_set(spec, cache if cache.exists() else None, None, with_labels, crop, flip)
 
     def target_images(flip=True):
         return images("target", tgt, False, flip)
@@ -141,7 +143,7 @@ def main(args):
 
     ib = args.inference_batch
 
-    def inference_figure(title, model, ds, stage_pass, bare_step):
+    def inference_figure(title, model, ds, stage_pass, bare_step, repeats):
         """``stage_pass(loader, hw)`` is the stage's whole pass; ``bare_step(batch)`` one forward on a batch
         already in memory, repeated as often as the stage has batches."""
         model.to(device).eval()
@@ -158,25 +160,26 @@ def main(args):
                         bare_step(batch)
             return time.perf_counter() - start
 
-        report(title, len(ds), *side_by_side(run, args.repeats), 0.85)
+        report(title, len(ds), *side_by_side(run, repeats), 0.85)
 
-    def translate_figure(title, generator, ds):
+    def translate_figure(title, generator, ds, repeats):
         inference_figure(title, generator, ds,
                          lambda batches, hw: translate_set(generator, batches, tmp / "t.h5", {}, device, hw),
-                         lambda batch: generator(to_gan(batch, device)).cpu())
+                         lambda batch: generator(to_gan(batch, device)).cpu(), repeats)
 
-    def pseudo_figure(title, model, ds):
+    def pseudo_figure(title, model, ds, repeats):
         inference_figure(title, model, ds,
                          lambda batches, hw: pseudo_label_set(model, batches, tmp / "p.h5", "classwise", 0.9, {},
                                                               device, hw),
-                         lambda batch: [t.cpu() for t in predict(model, batch, device)])
+                         lambda batch: [t.cpu() for t in predict(model, batch, device)], repeats)
 
     generator, _ = build_translator(f_ckpt["arch"])
     generator.load_state_dict(f_ckpt["model"])
-    translate_figure("translate (with reading + HDF5 writing)", generator, images("source", src, True, False))
+    translate_figure("translate (with reading + HDF5 writing)", generator, images("source", src, True, False),
+                     args.inference_repeats)
     m0, frames = segmenter_from_checkpoint(seg_ckpt), target_images(False)
-    pseudo_figure("pseudo_label classwise (with reading + HDF5 writing)", m0, frames)
-    pseudo_parts(m0, frames, lambda ds: loader(ds, ib, False, False), device, tmp, args.repeats)
+    pseudo_figure("pseudo_label classwise (with reading + HDF5 writing)", m0, frames, args.inference_repeats)
+    pseudo_parts(m0, frames, lambda ds: loader(ds, ib, False, False), device, tmp, args.inference_repeats)
     if args.paper_frames:
         # The same stage code on the same demo frames with the paper's model widths (random weights): tells
         # how much of a shortfall above is the stage's fixed per-frame cost (PNG decoding, HDF5) measured
@@ -189,9 +192,9 @@ def main(args):
         write_cache(first_tgt, None, None, tmp / "tgt.h5", {})
         translate_figure(f"translate, paper CycleGAN (ngf 64, 9 blocks, random init), {n} frames",
                          build_translator({"ngf": 64, "n_blocks": 9})[0],
-                         cached_set(tmp / "src.h5", first_src, None, True))
+                         cached_set(tmp / "src.h5", first_src, None, True), args.repeats)
         pseudo_figure(f"pseudo_label classwise, paper DeepLab v2 ResNet-101 (random init), {n} frames",
-                      build_segmenter("resnet101"), cached_set(tmp / "tgt.h5", first_tgt, None, False))
+                      build_segmenter("resnet101"), cached_set(tmp / "tgt.h5", first_tgt, None, False), args.repeats)
 
     if not args.skip_memory:
         memory_figure(R, args.threads)
@@ -226,20 +229,29 @@ def slurm_probe_note():
 
 
 def side_by_side(run, repeats: int):
-    """(stage, bare) seconds: the best of ``repeats`` runs each, interleaved, so warm-up (allocator, kernel
-    selection) and passing machine load do not land on one side."""
+    """([stage seconds], [bare seconds]): ``repeats`` pairs run back to back, the side that goes first
+    alternating, so warm-up (allocator, kernel selection) and the machine's drift do not land on one side."""
     stage, bare = [], []
-    for _ in range(repeats):
-        stage.append(run(False))
-        bare.append(run(True))
-    return min(stage), min(bare)
+    for i in range(repeats):
+        if i % 2:
+            bare.append(run(True))
+            stage.append(run(False))
+        else:
+            stage.append(run(False))
+            bare.append(run(True))
+    return stage, bare
 
 
-def report(title, images, real, bare, target):
-    ratio = bare / real
+def report(title, images, stage, bare, target):
+    """The ratio is the median over the pairs of bare/stage time: this machine's speed drifts by 10-20%
+    within a minute, so the two runs of a pair share their conditions while the best of each side need
+    not come from the same moment. Speeds are each side's best run."""
+    pairs = sorted(b / s for s, b in zip(stage, bare, strict=True))
+    ratio = statistics.median(pairs)
     flag = "ok" if ratio >= target else "BELOW TARGET"
-    print(f"{title}: stage {images / real:.1f} img/s, bare {images / bare:.1f} img/s, ratio {ratio:.2f} "
-          f"(target >= {target}, {flag})")
+    spread = f", {pairs[0]:.2f}-{pairs[-1]:.2f}" if len(pairs) > 1 else ""
+    print(f"{title}: stage {images / min(stage):.1f} img/s, bare {images / min(bare):.1f} img/s, ratio {ratio:.2f} "
+          f"(median of {len(pairs)} pairs{spread}; target >= {target}, {flag})")
 
 
 def pseudo_parts(model, ds, make_loader, device, tmp, repeats):

@@ -33,22 +33,6 @@ def get_args_parser():
     return p
 
 
-def cli_flags(recorded: dict, skip=()) -> list[str]:
-    """A checkpoint's recorded arguments back as command-line flags (an argument list, never a shell string)."""
-    out = []
-    for key, value in recorded.items():
-        if key in skip or value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            out.append(flag)
-        elif isinstance(value, list):
-            out += [flag, *map(str, value)]
-        else:
-            out += [flag, str(value)]
-    return out
-
-
 def _stage(script: str, argv: list[str], log: Path) -> None:
     with open(log, "w") as fh:
         # from the repository root: the recorded data paths are relative to where the workflow ran
@@ -60,6 +44,7 @@ def _stage(script: str, argv: list[str], log: Path) -> None:
 
 def main(args):
     from bdl.artifacts import load_checkpoint
+    from bdl.cli import option_args
 
     R, k = Path(args.results), args.round
     steps = sorted((R / f"round{k}").glob("ssl*/segmenter.pt"), key=lambda p: int(p.parent.name[3:]))
@@ -82,13 +67,13 @@ def main(args):
             rec["threads"] = args.threads
         model = out / step / "segmenter.pt"
         model.parent.mkdir(exist_ok=True)
-        _stage("train_segmenter.py", ["--mode", "adversarial", *cli_flags(rec, _OWN), "--init", str(prev),
+        _stage("train_segmenter.py", ["--mode", "adversarial", *option_args(rec, _OWN), "--init", str(prev),
                                       "--out", str(model)], model.parent / "train.log")
         # evaluate reads the val split's files; the cache holds the train split
         own_split = ("target_split", "target_cache")
         target = {k_: v for k_, v in rec.items() if k_.startswith("target_") and k_ not in own_split}
         split = json.loads((ckpt.parent / "eval.json").read_text())["split"]
-        _stage("evaluate.py", ["--segmenter", str(model), *cli_flags(target), "--target-split", split,
+        _stage("evaluate.py", ["--segmenter", str(model), *option_args(target), "--target-split", split,
                                "--split", split, "--num-predictions", "0", "--device", rec["device"],
                                "--threads", str(rec["threads"]), "--out", str(model.parent / "eval.json")],
                model.parent / "eval.log")

@@ -43,7 +43,7 @@ def main(args):
     seed_everything(args.seed)
     model = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
     spec = dataset_spec(args, "target")
-    ds = image_set(args, "target", False)
+    ds = image_set(args, "target", False, spec=spec)
     hw = tuple(ds[0]["image"].shape[-2:])
     attrs = {"made_by": "pseudo_label", "segmenter": str(args.segmenter), "mode": args.mode,
              "threshold": args.threshold, "target": json.dumps(vars(spec)),

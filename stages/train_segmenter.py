@@ -89,19 +89,18 @@ def main(args):
             raise BDLError(f"--mode {args.mode} needs --translated")
         src = H5SegmentationDataset(args.translated, crop=crop, flip=flip, seed=args.seed)
 
+    # with_labels=False: adaptation must never see a target training label
     tgt = None
-    if args.mode in ("adversarial", "ssl"):
-        # with_labels=False: adaptation must never see a target training label
+    if args.mode == "ssl":
         images = image_set(args, "target", False)
-        if args.mode == "ssl":
-            if not args.pseudo:
-                raise BDLError("--mode ssl needs --pseudo")
-            names = read_attrs(args.pseudo).get("names_hash")
-            if names and names != names_hash([s.name for s in images.samples]):
-                raise BDLError(f"{args.pseudo}: pseudo-labels were made for a different target image list")
-            tgt = PseudoLabelSet(args.pseudo, images, crop=crop, flip=flip, seed=args.seed + 1)
-        else:
-            tgt = image_set(args, "target", False, crop, flip, args.seed + 1)
+        if not args.pseudo:
+            raise BDLError("--mode ssl needs --pseudo")
+        names = read_attrs(args.pseudo).get("names_hash")
+        if names and names != names_hash([s.name for s in images.samples]):
+            raise BDLError(f"{args.pseudo}: pseudo-labels were made for a different target image list")
+        tgt = PseudoLabelSet(args.pseudo, images, crop=crop, flip=flip, seed=args.seed + 1)
+    elif args.mode == "adversarial":
+        tgt = image_set(args, "target", False, crop, flip, args.seed + 1)
 
     if args.init:
         state = load_checkpoint(args.init, kind="segmenter")

@@ -37,7 +37,7 @@ def main(args):
     generator, _ = build_translator(state["arch"])
     load_weights(generator, state["model"], args.translator, "translator")
     spec = dataset_spec(args, "source")
-    ds = image_set(args, "source", True)
+    ds = image_set(args, "source", True, spec=spec)
     first = ds[0]["image"]
     attrs = {"made_by": "translate", "translator": str(args.translator),
              "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}

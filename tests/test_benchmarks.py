@@ -1,5 +1,6 @@
 """The benchmark scripts run (figures are printed, never asserted: speed targets are not timed tests)."""
 
+import re
 import subprocess
 import sys
 
@@ -35,12 +36,31 @@ def test_ssl_control_repeats_the_ssl_training_without_pseudo_labels(finished_run
 def test_recorded_arguments_turn_back_into_the_same_flags(finished_run):
     sys.path.insert(0, str(REPO / "benchmarks"))
     sys.path.insert(0, str(REPO / "stages"))
-    from ssl_control import _OWN, cli_flags
+    from ssl_control import _OWN
     from train_segmenter import get_args_parser
 
     from bdl.artifacts import load_checkpoint
+    from bdl.cli import option_args
 
     _, results = finished_run
     rec = load_checkpoint(results / "round1" / "ssl1" / "segmenter.pt")["args"]
-    parsed = vars(get_args_parser().parse_args(["--mode", "ssl", "--out", "x", *cli_flags(rec, _OWN)]))
+    parsed = vars(get_args_parser().parse_args(["--mode", "ssl", "--out", "x", *option_args(rec, _OWN)]))
     assert {k: v for k, v in parsed.items() if k not in _OWN} == {k: v for k, v in rec.items() if k not in _OWN}
+
+
+def test_throughput_benchmark_prints_every_figure(finished_run):
+    # the figures themselves are machine-dependent; this checks the script runs on a finished run and
+    # reports each stage's ratio, so it does not rot between the sessions that read its numbers
+    _, results = finished_run
+    proc = subprocess.run([sys.executable, "benchmarks/run.py", "--results", str(results), "--steps", "2",
+                           "--repeats", "1", "--inference-repeats", "1", "--inference-batch", "4",
+                           "--paper-frames", "0", "--skip-memory", "--skip-snakemake", "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ratios = dict(re.findall(r"^(.+?): stage .* ratio ([0-9.]+) \(median of 1 pairs; target", proc.stdout, re.M))
+    assert set(ratios) == {"train_segmenter source-only", "train_segmenter adversarial", "train_segmenter ssl",
+                           "train_translator", "translate (with reading + HDF5 writing)",
+                           "pseudo_label classwise (with reading + HDF5 writing)"}
+    assert all(float(r) > 0 for r in ratios.values())
+    assert "inputs: source cache, target cache" in proc.stdout
+    assert re.search(r"pseudo_label parts, ms per frame.*model \+ softmax [0-9.]+", proc.stdout)

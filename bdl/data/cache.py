@@ -8,6 +8,7 @@ The source cache holds the decoded trainId labels beside the images; the target 
 labels (adaptation must not see them).
 """
 
+import itertools
 import json
 from pathlib import Path
 
@@ -18,20 +19,21 @@ from torch.utils.data import DataLoader
 
 from bdl.artifacts import H5Writer, names_hash
 from bdl.data.datasets import H5SegmentationDataset, SegmentationDataset
-from bdl.data.readers import DataError, Sample
+from bdl.data.readers import DataError, DatasetSpec, Sample
 
 
 def write_cache(samples: list[Sample], decode_label, size, out, attrs: dict, workers: int = 0, progress=None) -> int:
     """Decode (and resize) every sample as ``SegmentationDataset`` does and store it; all images must come
     out the same size. With ``decode_label`` the labels are stored too (uint8 trainIds)."""
     ds = SegmentationDataset(samples, decode_label, size)
-    first = ds[0]
+    # one image at a time (batch_size None): a wrong-sized image is named before anything is stacked
+    items = iter(DataLoader(ds, batch_size=None, num_workers=workers))
+    first = next(items)
     h, w = first["image"].shape[-2:]
     arrays = {"images": ((h, w, 3), "uint8")} | ({"labels": ((h, w), "uint8")} if decode_label else {})
     attrs = attrs | {"size": json.dumps(list(size) if size else None),
                      "names_hash": names_hash(s.name for s in samples), "with_labels": int(decode_label is not None)}
-    # one image at a time (batch_size None): a wrong-sized image is named before anything is stacked
-    items = DataLoader(ds, batch_size=None, num_workers=workers)
+    items = itertools.chain([first], items)
     batch: list[dict] = []
     with H5Writer(out, len(ds), arrays, attrs) as writer:
         for item in (progress(items, total=len(ds)) if progress else items):
@@ -52,6 +54,15 @@ def _write(writer: H5Writer, batch: list[dict], samples: list[Sample]) -> None:
     if "label" in batch[0]:
         arrays["labels"] = torch.stack([b["label"] for b in batch]).numpy().astype(np.uint8)
     writer.write(start, [samples[b["index"]].name for b in batch], **arrays)
+
+
+def domain_set(spec: DatasetSpec, cache, size, with_labels: bool, crop=None, flip=False, seed=0):
+    """A domain's images (with labels if asked) as a dataset: from the image cache at ``cache`` when given,
+    else decoded from the files on each read. Both give the same pixels."""
+    samples = spec.samples(with_labels)
+    if cache:
+        return cached_set(cache, samples, size, with_labels, crop, flip, seed)
+    return SegmentationDataset(samples, spec.label_decoder() if with_labels else None, size, crop, flip, seed)
 
 
 def cached_set(path, samples: list[Sample], size, with_labels: bool, crop=None, flip=False, seed=0):

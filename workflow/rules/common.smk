@@ -7,6 +7,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+sys.path.insert(0, str(Path(workflow.basedir)))
+from bdl.cli import option_args  # noqa: E402  (the stages' own flag spelling; light: no torch)
 
 SCHEMA = yaml.safe_load(Path(workflow.source_path("../schemas/config.schema.yaml")).read_text())
 
@@ -61,7 +63,6 @@ def validate_config(cfg):
 def validate_layout(cfg):
     """List the configured data before any job: missing roots, wrong layouts, empty splits and images
     without labels stop the workflow here, in one line. Pixels are checked by the check_data job."""
-    sys.path.insert(0, str(Path(workflow.basedir)))
     from bdl.data.readers import DataError, DatasetSpec
 
     try:
@@ -100,19 +101,8 @@ wildcard_constraints:
 
 
 def flags(**options):
-    """'--key value' pairs, each value shell-quoted; None/False drop the flag, True leaves it bare."""
-    parts = []
-    for key, value in options.items():
-        opt = f"--{key.replace('_', '-')}"
-        if value is None or value is False:
-            continue
-        if value is True:
-            parts.append(opt)
-        elif isinstance(value, (list, tuple)):
-            parts += [opt, *(shlex.quote(str(v)) for v in value)]
-        else:
-            parts += [opt, shlex.quote(str(value))]
-    return " ".join(parts)
+    """'--key value' pairs for a shell command, every item shell-quoted (``bdl.cli.option_args``)."""
+    return shlex.join(option_args(options))
 
 
 def data_flags(domain, split=None):
