@@ -103,7 +103,7 @@ class H5Writer:
         self._arrays = {}
         for name, (shape, dtype) in arrays.items():
             # early allocation: the storage exists (and has a file offset) even before the first write
-            self._arrays[name] = self.file.create_dataset(name, (length, *shape), dtype=dtype, fillvalue=0,
+            self._arrays[name] = self.file.create_dataset(name, (length, *shape), dtype=dtype,
                                                           dcpl=_early_allocation())
         self.file.create_dataset("names", (length,), dtype=h5py.string_dtype())
         # one variable-length string write at the end instead of one per batch (each costs ~0.5 ms)
@@ -145,6 +145,9 @@ class H5Writer:
 def _early_allocation():
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    # every frame is written before the file is renamed into place, so writing the fill value first is
+    # wasted: 4.3 s and 2 GiB of zeros for a 2,000-frame 1024x512 probability array
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
     return dcpl
 
 

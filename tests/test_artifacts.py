@@ -21,3 +21,18 @@ def test_sets_are_mapped_and_compressed_files_still_read(tmp_path):
     with h5py.File(tmp_path / "old.h5", "r") as f:
         old = frames(f, "images")
         assert not isinstance(old, np.memmap) and np.array_equal(old[2], images[2])
+
+
+def test_a_new_set_is_not_filled_with_zeros_before_its_frames_arrive(tmp_path):
+    # every frame is written before the file is renamed into place; filling 200 MB with zeros first
+    # (HDF5's default with early allocation) would double the writes of a real pseudo-label set
+    import os
+
+    frame = np.full((1, 1000, 500), 0.5, dtype=np.float16)
+    with H5Writer(tmp_path / "big.h5", 200, {"prob": ((1000, 500), "float16")}) as out:
+        out.write(199, ["last"], prob=frame)  # only the last frame: the rest must stay unwritten
+    st = os.stat(tmp_path / "big.h5")
+    assert st.st_size >= 200 * frame.nbytes  # the space is allocated (readers map it)...
+    assert st.st_blocks * 512 < 10 * frame.nbytes  # ...but only the written frame took disk
+    with h5py.File(tmp_path / "big.h5", "r") as f:
+        assert np.array_equal(frames(f, "prob")[199], frame[0])
