@@ -13,6 +13,7 @@ classes, small enough to stay in cache beside the model; the full [0, 1] range w
 """
 
 import numpy as np
+import torch
 
 from bdl.data.labels import IGNORE, NUM_CLASSES
 
@@ -39,12 +40,20 @@ class ClasswiseMedian:
 
     def add(self, pred, prob) -> None:
         """Count a batch: ``pred`` class ids and ``prob`` float16 probabilities (numpy arrays or CPU tensors)."""
-        prob = np.asarray(prob)
-        if prob.dtype != np.float16:
+        prob, pred = torch.as_tensor(prob).reshape(-1), torch.as_tensor(pred).reshape(-1)
+        if prob.dtype != torch.float16:
             raise TypeError(f"probabilities must be float16 (the stored precision), got {prob.dtype}")
-        bits = np.clip(prob.view(np.uint16).ravel(), FLOOR, TOP) - FLOOR
-        idx = np.asarray(pred).astype(np.intp).ravel() * PATTERNS + bits
-        self.hist += np.bincount(idx, minlength=self.n * PATTERNS).reshape(self.n, PATTERNS)
+        bits = prob.view(torch.int16)  # the patterns of [0, 1] are below 0x8000: int16 holds them as they are
+        lo, hi = torch.aminmax(bits) if len(bits) else (FLOOR, TOP)
+        if lo < FLOOR or hi > TOP:  # a NaN's pattern is above 1.0's
+            raise ValueError(f"max probabilities must lie in [1/32, 1] (float16 patterns {FLOOR:#x}-{TOP:#x}); "
+                             f"got patterns {int(lo):#x}-{int(hi):#x}")
+        # int32 indices and torch's bincount: a third of the time of numpy's, which works on int64 copies
+        idx = pred.to(torch.int32).mul_(PATTERNS).add_(bits).sub_(FLOOR)
+        counts = torch.bincount(idx, minlength=self.n * PATTERNS)
+        if len(counts) > self.n * PATTERNS:
+            raise ValueError(f"class ids must be below {self.n}; got {int(pred.max())}")
+        self.hist += counts.numpy().reshape(self.n, PATTERNS)
 
     def predicted(self) -> np.ndarray:
         """Pixels predicted as each class."""

@@ -38,6 +38,7 @@ def get_args_parser():
     p.add_argument("--inference-batch", type=int, default=16)
     p.add_argument("--paper-frames", type=int, default=96,
                    help="frames for the translate/pseudo_label figures with the paper's model widths (0: skip)")
+    p.add_argument("--skip-training", action="store_true", help="only the inference, memory and no-op figures")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-snakemake", action="store_true")
     return p
@@ -113,7 +114,7 @@ def main(args):
             lambda: loader(translated()),
             lambda: loader(PseudoLabelSet(pseudo, target_images(False), flip=True)), None),
     }
-    for title, (make_s, make_t, lambda_adv) in seg_stages.items():
+    for title, (make_s, make_t, lambda_adv) in ({} if args.skip_training else seg_stages).items():
         cfg = argparse.Namespace(**vars(seg_cfg))
         # M0's record says lambda_adv 0 (source-only); the adapting stages use round 1's value
         cfg.lambda_adv = lambda_adv if lambda_adv is not None else adv_lambda
@@ -139,7 +140,8 @@ def main(args):
                          Resumable(tmp / "f.pt", {}, 0))
         return time.perf_counter() - start
 
-    report("train_translator", args.steps * f_cfg.batch_size, *side_by_side(f_run, args.repeats), 0.9)
+    if not args.skip_training:
+        report("train_translator", args.steps * f_cfg.batch_size, *side_by_side(f_run, args.repeats), 0.9)
 
     ib = args.inference_batch
 

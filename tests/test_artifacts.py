@@ -36,3 +36,28 @@ def test_a_new_set_is_not_filled_with_zeros_before_its_frames_arrive(tmp_path):
     assert st.st_blocks * 512 < 10 * frame.nbytes  # ...but only the written frame took disk
     with h5py.File(tmp_path / "big.h5", "r") as f:
         assert np.array_equal(frames(f, "prob")[199], frame[0])
+
+
+def test_batches_go_to_their_rows_and_a_batch_that_does_not_fit_is_refused(tmp_path):
+    import pytest
+
+    rng = np.random.default_rng(1)
+    pred = rng.integers(0, 19, (6, 3, 5), dtype=np.uint8)
+    prob = rng.random((6, 3, 5)).astype(np.float16)
+    with H5Writer(tmp_path / "p.h5", 6, {"pred": ((3, 5), "uint8"), "prob": ((3, 5), "float16")}) as out:
+        out.write(4, ["e", "f"], pred=pred[4:], prob=prob[4:].astype(np.float32))  # cast to the stored dtype
+        out.write(0, list("abcd"), pred=pred[:4], prob=prob[:4])
+        with pytest.raises(ValueError, match="rows 5:7 are outside"):  # past the end: would overwrite the next array
+            out.write(5, ["x", "y"], pred=pred[:2], prob=prob[:2])
+        with pytest.raises(ValueError, match="do not fit"):
+            out.write(0, ["a"], pred=pred[0, :2][None], prob=prob[:1])
+    with h5py.File(tmp_path / "p.h5", "r") as f:
+        assert np.array_equal(f["pred"][:], pred) and np.array_equal(f["prob"][:], prob)
+        assert [n.decode() for n in f["names"][:]] == list("abcdef")
+
+
+def test_an_empty_set_is_written(tmp_path):
+    with H5Writer(tmp_path / "e.h5", 0, {"pred": ((3, 5), "uint8")}) as out:
+        out.write(0, [], pred=np.zeros((0, 3, 5), np.uint8))
+    with h5py.File(tmp_path / "e.h5", "r") as f:
+        assert f["pred"].shape == (0, 3, 5) and len(f["names"]) == 0

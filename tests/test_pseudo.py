@@ -67,3 +67,14 @@ def test_kept_counts_from_histograms_equal_applied_labels(cap):
         labels = apply_thresholds(pred, prob, thresholds.astype(np.float16))
         assert cm.kept(thresholds).tolist() == np.bincount(labels[labels != 255], minlength=19).tolist()
     assert cm.predicted().tolist() == np.bincount(pred, minlength=19).tolist()
+
+
+def test_a_nan_probability_or_an_unknown_class_is_refused_not_counted():
+    cm = ClasswiseMedian(19, cap=0.9)
+    with pytest.raises(ValueError, match="patterns 0x3800-0x7e00"):  # a diverged model's NaN
+        cm.add(np.array([0, 1], np.uint8), np.array([0.5, np.nan], np.float16))
+    with pytest.raises(ValueError, match="below 19; got 19"):
+        cm.add(np.array([0, 19], np.uint8), np.array([0.5, 0.5], np.float16))
+    with pytest.raises(TypeError, match="float16"):
+        cm.add(np.array([0], np.uint8), np.array([0.5], np.float32))
+    assert cm.predicted().sum() == 0
