@@ -72,12 +72,13 @@ def main(args):
         # evaluate reads the val split's files; the cache holds the train split
         own_split = ("target_split", "target_cache")
         target = {k_: v for k_, v in rec.items() if k_.startswith("target_") and k_ not in own_split}
-        split = json.loads((ckpt.parent / "eval.json").read_text())["split"]
+        ssl_eval = json.loads((ckpt.parent / "eval.json").read_text())
+        split = ssl_eval["split"]
         _stage("evaluate.py", ["--segmenter", str(model), *option_args(target), "--target-split", split,
                                "--split", split, "--num-predictions", "0", "--device", rec["device"],
                                "--threads", str(rec["threads"]), "--out", str(model.parent / "eval.json")],
                model.parent / "eval.log")
-        ssl = json.loads((ckpt.parent / "eval.json").read_text())["miou"]
+        ssl = ssl_eval["miou"]
         ctrl = json.loads((model.parent / "eval.json").read_text())["miou"]
         print(f"{step}\t{ssl:.2f}\t{ctrl:.2f}\t{ssl - ctrl:+.2f}", flush=True)
         prev = model

@@ -74,6 +74,10 @@ def main(args):
 
     if args.iterations <= 0:
         raise BDLError(f"--iterations must be > 0, got {args.iterations}")
+    if args.mode in ("adversarial", "ssl") and not args.translated:
+        raise BDLError(f"--mode {args.mode} needs --translated")
+    if args.mode == "ssl" and not args.pseudo:
+        raise BDLError("--mode ssl needs --pseudo")
     device = pick_device(args.device)
     setup_torch(device, args.threads)
     seed_everything(args.seed)
@@ -85,16 +89,12 @@ def main(args):
         spec = dataset_spec(args, "target")
         src = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.target_size, crop, flip, args.seed)
     else:
-        if not args.translated:
-            raise BDLError(f"--mode {args.mode} needs --translated")
         src = H5SegmentationDataset(args.translated, crop=crop, flip=flip, seed=args.seed)
 
     # with_labels=False: adaptation must never see a target training label
     tgt = None
     if args.mode == "ssl":
         images = image_set(args, "target", False)
-        if not args.pseudo:
-            raise BDLError("--mode ssl needs --pseudo")
         names = read_attrs(args.pseudo).get("names_hash")
         if names and names != names_hash([s.name for s in images.samples]):
             raise BDLError(f"{args.pseudo}: pseudo-labels were made for a different target image list")
