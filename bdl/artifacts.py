@@ -150,7 +150,8 @@ class H5Writer:
 
 
 class _RawRows:
-    """Rows of one contiguous, allocated dataset of the file being written, stored with ``os.pwrite``."""
+    """Rows of one contiguous, allocated dataset of the file being written, stored with ``os.pwrite``.
+    Only ``H5Writer.write`` stores through it, after checking that the rows lie inside the set."""
 
     def __init__(self, fd: int, d: h5py.Dataset):
         self.fd, self.offset, self.dtype, self.shape = fd, d.id.get_offset(), d.dtype, d.shape
@@ -158,7 +159,7 @@ class _RawRows:
 
     def __setitem__(self, rows: slice, value) -> None:
         data = np.ascontiguousarray(value, dtype=self.dtype)
-        if not 0 <= rows.start <= rows.stop <= self.shape[0] or data.shape != (rows.stop - rows.start, *self.shape[1:]):
+        if data.shape != (rows.stop - rows.start, *self.shape[1:]):
             # pwrite would put it wherever the offset points: over the next array or HDF5's own records
             raise ValueError(f"rows {rows.start}:{rows.stop} of {data.shape} do not fit an array of {self.shape}")
         view, at = memoryview(data).cast("B"), self.offset + rows.start * self.row_bytes
