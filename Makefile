@@ -29,7 +29,9 @@ lint: $(BIN)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 
+# the oneDNN line says whether this CPU's torch corrupts memory in bf16 + channels_last training (bdl/onednn.py)
 test: lint
+	$(BIN)/python benchmarks/onednn_check.py
 	$(BIN)/pytest -q
 
 clean:

@@ -31,6 +31,8 @@ class Speed:
     bf16 keeps float32 weights and master copies (autocast only lowers matmul/conv inputs), so no loss
     scaling is needed; losses, softmax and norms stay float32 under autocast's own rules. On the CPU both
     default to off: the demo's small convolutions are slower in bf16 there and results must reproduce.
+    Forced on together on a CPU whose oneDNN corrupts memory in bf16 channels_last training (``bdl.onednn``),
+    channels_last is turned off and a line says why.
     """
 
     def __init__(self, device: torch.device, bf16: str = "auto", channels_last: str = "auto"):
@@ -38,6 +40,8 @@ class Speed:
         self.device = device
         self.bf16 = cuda and torch.cuda.is_bf16_supported() if bf16 == "auto" else bf16 == "on"
         self.channels_last = cuda if channels_last == "auto" else channels_last == "on"
+        if device.type == "cpu" and self.bf16 and self.channels_last and not cpu_bf16_channels_last_safe():
+            self.channels_last = False
 
     @classmethod
     def of(cls, cfg, device):
@@ -55,6 +59,24 @@ class Speed:
 
     def __str__(self):
         return f"bf16 {'on' if self.bf16 else 'off'}, channels_last {'on' if self.channels_last else 'off'}"
+
+
+_warned = False
+
+
+def cpu_bf16_channels_last_safe() -> bool:
+    """Probe (once per process, in a child) whether this CPU's oneDNN can train bf16 in channels_last
+    without corrupting the heap; if not, say once, on one line, why channels_last is turned off."""
+    global _warned
+    from bdl import onednn
+
+    safe, detail = onednn.probe()
+    if not safe and not _warned:
+        _warned = True
+        print(f"runtime: channels_last turned off for this job: {onednn.describe(safe, detail)}; "
+              "keep it with ONEDNN_MAX_CPU_ISA=AVX2 (slower) or bf16 off (README: GPU and precision)",
+              file=sys.stderr)
+    return safe
 
 
 def seed_everything(seed: int) -> None:

@@ -10,12 +10,15 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 STAGES = REPO / "stages"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# oneDNN's bf16 convolution kernels need AVX512; capped at AVX2 they are never chosen, so tests that force
+# bf16 + channels_last on a CPU run that whole code path on every CPU model (see bdl/onednn.py)
+NO_BF16_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def run_stage(name, *args, check=True):
-    """Run a stage script the way Snakemake does; returns the CompletedProcess."""
+def run_stage(name, *args, check=True, env=None):
+    """Run a stage script the way Snakemake does (``env``: variables added); returns the CompletedProcess."""
     proc = subprocess.run([sys.executable, str(STAGES / f"{name}.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO)
+                          capture_output=True, text=True, cwd=REPO, env=os.environ | (env or {}))
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import STAGES, run_stage, source_flags, target_flags
+from conftest import NO_BF16_KERNELS, STAGES, run_stage, source_flags, target_flags
 
 TINY_SEG = ["--backbone", "resnet_mini", "--width", "8", "--ndf", "8", "--batch-size", "4", "--threads", "1",
             "--log-every", "1", "--checkpoint-every", "2"]
@@ -142,20 +142,24 @@ def test_seed_summary(tmp_path):
 
 def test_bf16_and_channels_last_path_runs_and_stays_close(chain, tiny_demo, tmp_path):
     """The GPU defaults forced on the CPU: the same code path (autocast, channels_last models and inputs,
-    float32 losses) trains, translates and pseudo-labels with finite losses; bf16 predictions stay close."""
+    float32 losses) trains, translates and pseudo-labels with finite losses; bf16 predictions stay close.
+    oneDNN's bf16 kernels are kept out (test_onednn), so no CPU model turns channels_last off here."""
     fast = ["--bf16", "on", "--channels-last", "on"]
-    run_stage("train_segmenter", "--mode", "adversarial", "--translated", chain / "translated.h5",
+    stages = [run_stage("train_segmenter", "--mode", "adversarial", "--translated", chain / "translated.h5",
               *target_flags(tiny_demo), "--init", chain / "m0.pt", *TINY_SEG, "--iterations", "3", *fast,
-              "--out", tmp_path / "adv.pt", "--losses", tmp_path / "adv.tsv")
+              "--out", tmp_path / "adv.pt", "--losses", tmp_path / "adv.tsv", env=NO_BF16_KERNELS)]
     rows = [line.split("\t") for line in (tmp_path / "adv.tsv").read_text().splitlines()[1:]]
     assert rows and all(np.isfinite(float(v)) for row in rows for v in row[1:] if v)
-    run_stage("train_translator", *source_flags(tiny_demo), *target_flags(tiny_demo), "--segmenter", chain / "m0.pt",
-              "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--iterations", "2", "--batch-size", "2",
-              "--threads", "1", *fast, "--out", tmp_path / "f.pt", "--losses", tmp_path / "f.tsv")
-    run_stage("translate", "--translator", tmp_path / "f.pt", *source_flags(tiny_demo), "--batch-size", "5",
-              "--threads", "1", *fast, "--out", tmp_path / "t.h5")
-    run_stage("pseudo_label", "--segmenter", chain / "adv.pt", *target_flags(tiny_demo), "--mode", "classwise",
-              "--threshold", "0.9", "--batch-size", "5", "--threads", "1", *fast, "--out", tmp_path / "p.h5")
+    stages.append(run_stage("train_translator", *source_flags(tiny_demo), *target_flags(tiny_demo), "--segmenter",
+                            chain / "m0.pt", "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--iterations", "2",
+                            "--batch-size", "2", "--threads", "1", *fast, "--out", tmp_path / "f.pt",
+                            "--losses", tmp_path / "f.tsv", env=NO_BF16_KERNELS))
+    stages.append(run_stage("translate", "--translator", tmp_path / "f.pt", *source_flags(tiny_demo), "--batch-size",
+                            "5", "--threads", "1", *fast, "--out", tmp_path / "t.h5", env=NO_BF16_KERNELS))
+    stages.append(run_stage("pseudo_label", "--segmenter", chain / "adv.pt", *target_flags(tiny_demo), "--mode",
+                            "classwise", "--threshold", "0.9", "--batch-size", "5", "--threads", "1", *fast,
+                            "--out", tmp_path / "p.h5", env=NO_BF16_KERNELS))
+    assert not any("channels_last turned off" in proc.stderr for proc in stages)
     with h5py.File(tmp_path / "p.h5") as fast_file, h5py.File(chain / "pseudo.h5") as ref:
         agree = (fast_file["pred"][:] == ref["pred"][:]).mean()
         gap = np.abs(fast_file["prob"][:].astype(np.float32) - ref["prob"][:].astype(np.float32)).mean()
