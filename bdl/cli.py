@@ -117,6 +117,9 @@ def add_dataset_args(p: argparse.ArgumentParser, prefix: str, what: str) -> None
     g.add_argument(f"--{prefix}-split", default="train", help="split folder (Cityscapes layout)")
     g.add_argument(f"--{prefix}-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="resize images (bilinear) and labels (nearest) to W H on load")
+    g.add_argument(f"--{prefix}-on-mismatch", choices=("error", "skip", "resize"), default="error",
+                   help="a label whose size differs from its image's: refuse, leave the pair out, or resize the "
+                        "label (nearest) to the image")
 
 
 def dataset_spec(args, prefix: str, split: str | None = None):
@@ -126,7 +129,7 @@ def dataset_spec(args, prefix: str, split: str | None = None):
     if not fmt or not root:
         raise BDLError(f"--{prefix}-format and --{prefix}-root are required for this mode")
     return DatasetSpec(fmt, root, split or getattr(args, f"{prefix}_split"), getattr(args, f"{prefix}_list"),
-                       getattr(args, f"{prefix}_label_map"))
+                       getattr(args, f"{prefix}_label_map"), getattr(args, f"{prefix}_on_mismatch"), prefix)
 
 
 def add_cache_arg(p: argparse.ArgumentParser, prefix: str) -> None:

@@ -36,7 +36,7 @@ def main(args):
     size = getattr(args, f"{args.domain}_size")
     attrs = {"made_by": "cache_images", "domain": args.domain, args.domain: json.dumps(vars(spec))}
     n = write_cache(samples, spec.label_decoder() if labelled else None, size, args.out, attrs, args.workers,
-                    lambda it, total: progress(it, total=total, desc=f"cache {args.domain}"))
+                    lambda it, total: progress(it, total=total, desc=f"cache {args.domain}"), spec)
     print(f"cached {n} {args.domain} images{' with labels' if labelled else ''} in {args.out}", file=sys.stderr)
 
 

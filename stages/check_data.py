@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Check the source and target data before any training: layout, image/label pairing, decodability,
-equal sizes and label ids inside the table. Writes a JSON summary (counts, sizes, class pixels).
+label ids inside the table, label sizes equal to their images' (or the --*-on-mismatch policy, whose
+skipped and resized pairs are recorded) and one frame size per training split read at its own size.
+Writes a JSON summary (counts, sizes, class pixels, mismatched pairs).
 Target *train* labels are not opened: adaptation never uses them."""
 
 import argparse
@@ -29,13 +31,23 @@ def main(args):
     from bdl.training import progress
 
     src, tgt = dataset_spec(args, "source"), dataset_spec(args, "target")
+
+    def check(spec, labelled, split, desc, trained_on):
+        # training splits read at the files' own size are batched and stored as sets: one size for all;
+        # the val split is scored one frame at a time at its label's size, so it may mix sizes
+        one_size = f"{spec.domain}.size" if trained_on and getattr(args, f"{spec.domain}_size") is None else None
+        return check_samples(spec.samples(labelled, split=split, keep_mismatched=True), spec.label_decoder(),
+                             lambda s: progress(s, desc=desc), spec.on_mismatch, spec.mismatch_key, one_size)
+
     report = {
-        "source": check_samples(src.samples(True), src.label_decoder(), lambda s: progress(s, desc="source")),
-        "target_train": check_samples(tgt.samples(args.oracle, split=args.target_train_split), tgt.label_decoder(),
-                                      lambda s: progress(s, desc="target train")),
-        "target_val": check_samples(tgt.samples(True, split=args.target_val_split), tgt.label_decoder(),
-                                    lambda s: progress(s, desc="target val")),
+        "source": check(src, True, None, "source", True),
+        "target_train": check(tgt, args.oracle, args.target_train_split, "target train", True),
+        "target_val": check(tgt, True, args.target_val_split, "target val", False),
     }
+    for part, facts in report.items():
+        for m in facts["mismatched"]:
+            print(f"{part}: {m['label']} is {m['label_size']}, its image {m['image_size']}: {m['action']}",
+                  file=sys.stderr)
     write_json(args.out, report)
     print(f"data ok: {report['source']['count']} source, {report['target_train']['count']} target train, "
           f"{report['target_val']['count']} target val images", file=sys.stderr)

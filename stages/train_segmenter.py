@@ -68,7 +68,8 @@ def get_args_parser():
 
 def main(args):
     from bdl.artifacts import load_checkpoint, names_hash, read_attrs, save_checkpoint
-    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, SegmentationDataset, make_loader
+    from bdl.data.cache import domain_set
+    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, make_loader
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.training import Resumable, pick_device, seed_everything, setup_torch
 
@@ -87,7 +88,7 @@ def main(args):
         src = image_set(args, "source", True, crop, flip, args.seed)
     elif args.mode == "oracle":
         spec = dataset_spec(args, "target")
-        src = SegmentationDataset(spec.samples(True), spec.label_decoder(), args.target_size, crop, flip, args.seed)
+        src = domain_set(spec, None, args.target_size, True, crop, flip, args.seed)  # labels: never cached
     else:
         src = H5SegmentationDataset(args.translated, crop=crop, flip=flip, seed=args.seed)
 
@@ -109,6 +110,11 @@ def main(args):
     else:
         model = build_segmenter(args.backbone, weights=args.weights, width=args.width, freeze_bn=args.freeze_bn,
                                 aspp_dilations=args.aspp_dilations)
+        if model.ignored_weights:
+            extra = model.ignored_weights
+            print(f"weights {args.weights}: every tensor of the trunk loaded; {len(extra)} in the file that the model "
+                  f"does not have were ignored ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})",
+                  file=sys.stderr)
         arch = segmenter_arch(args)
 
     src_loader = make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True)

@@ -22,10 +22,12 @@ from bdl.data.datasets import H5SegmentationDataset, SegmentationDataset
 from bdl.data.readers import DataError, DatasetSpec, Sample
 
 
-def write_cache(samples: list[Sample], decode_label, size, out, attrs: dict, workers: int = 0, progress=None) -> int:
+def write_cache(samples: list[Sample], decode_label, size, out, attrs: dict, workers: int = 0, progress=None,
+                spec: DatasetSpec | None = None) -> int:
     """Decode (and resize) every sample as ``SegmentationDataset`` does and store it; all images must come
-    out the same size. With ``decode_label`` the labels are stored too (uint8 trainIds)."""
-    ds = SegmentationDataset(samples, decode_label, size)
+    out the same size. With ``decode_label`` the labels are stored too (uint8 trainIds), fitted to their
+    images by ``spec``'s on_mismatch policy."""
+    ds = SegmentationDataset(samples, decode_label, size, **mismatch_args(spec))
     # one image at a time (batch_size None): a wrong-sized image is named before anything is stacked
     items = iter(DataLoader(ds, batch_size=None, num_workers=workers))
     first = next(items)
@@ -62,7 +64,13 @@ def domain_set(spec: DatasetSpec, cache, size, with_labels: bool, crop=None, fli
     samples = spec.samples(with_labels)
     if cache:
         return cached_set(cache, samples, size, with_labels, crop, flip, seed)
-    return SegmentationDataset(samples, spec.label_decoder() if with_labels else None, size, crop, flip, seed)
+    return SegmentationDataset(samples, spec.label_decoder() if with_labels else None, size, crop, flip, seed,
+                               **mismatch_args(spec))
+
+
+def mismatch_args(spec: DatasetSpec | None) -> dict:
+    """``SegmentationDataset``'s label-size policy arguments for a domain."""
+    return {} if spec is None else {"on_mismatch": spec.on_mismatch, "mismatch_key": spec.mismatch_key}
 
 
 def cached_set(path, samples: list[Sample], size, with_labels: bool, crop=None, flip=False, seed=0):

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from bdl import BDLError
 from bdl.artifacts import frames
 from bdl.data.labels import IGNORE
-from bdl.data.readers import Sample, read_image, resize_pair
+from bdl.data.readers import Sample, fit_label, read_image, resize_pair
 from bdl.pseudo import apply_thresholds
 
 
@@ -57,10 +57,12 @@ class _Augmenting(Dataset):
 class SegmentationDataset(_Augmenting):
     """Reader samples -> {'image': uint8 3xHxW, 'label': int64 HxW (if labelled), 'index': i}."""
 
-    def __init__(self, samples: list[Sample], decode_label=None, size=None, crop=None, flip=False, seed=0):
+    def __init__(self, samples: list[Sample], decode_label=None, size=None, crop=None, flip=False, seed=0,
+                 on_mismatch="error", mismatch_key="source.on_mismatch"):
         super().__init__(crop, flip, seed)
         self.samples, self.decode_label = samples, decode_label
         self.size = tuple(size) if size else None
+        self.on_mismatch, self.mismatch_key = on_mismatch, mismatch_key
 
     def __len__(self):
         return len(self.samples)
@@ -69,6 +71,8 @@ class SegmentationDataset(_Augmenting):
         s = self.samples[i]
         image = read_image(s.image)
         label = self.decode_label(s.label) if (s.label is not None and self.decode_label) else None
+        if label is not None:
+            label = fit_label(label, image.shape[:2], self.on_mismatch, s.label, s.image, self.mismatch_key)
         image, label = resize_pair(image, label, self.size)
         image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)
         label_t = torch.from_numpy(label.astype(np.int64)) if label is not None else None

@@ -25,6 +25,10 @@ from bdl.data.labels import (
 )
 
 FORMATS = ("gta5", "cityscapes", "synthia", "list")
+# What to do with a label whose size is not its image's (GTA5 ships a few such frames, e.g. 15188.png and
+# 17705.png): refuse, leave the pair out, or resize the label (nearest) to the image, which is what the
+# reference code amounts to (it resizes image and label to 1280x720 independently).
+ON_MISMATCH = ("error", "skip", "resize")
 
 
 class DataError(BDLError):
@@ -47,6 +51,19 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
+
+
+def fit_label(label: np.ndarray, image_hw: tuple[int, int], on_mismatch: str, label_path, image_path,
+              key: str) -> np.ndarray:
+    """``label`` at the image's size: as it is, resized (nearest, so no class is invented) under 'resize',
+    else refused naming the file and ``key``, the config key of the policy."""
+    if label.shape == tuple(image_hw):
+        return label
+    if on_mismatch == "resize":
+        return np.asarray(Image.fromarray(label).resize((image_hw[1], image_hw[0]), Image.NEAREST))
+    raise DataError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but image {Path(image_path).name} is "
+                    f"{image_hw[1]}x{image_hw[0]}; set {key}: skip or resize to train without it or with its "
+                    "label resized")
 
 
 def resize_pair(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None):
@@ -223,9 +240,28 @@ class DatasetSpec:
     split: str = "train"
     list_file: str | None = None
     label_map: str | None = None
+    on_mismatch: str = "error"
+    domain: str = "source"  # the config block, for messages that name a key
 
-    def samples(self, with_labels: bool = True, split: str | None = None) -> list[Sample]:
+    @property
+    def mismatch_key(self) -> str:
+        return f"{self.domain}.on_mismatch"
+
+    def samples(self, with_labels: bool = True, split: str | None = None, keep_mismatched: bool = False
+                ) -> list[Sample]:
+        """The listed samples; under on_mismatch 'skip', pairs whose label size (from the PNG headers) is not
+        the image's are left out, so every stage sees the same list (``keep_mismatched``: all of them).
+        The source leaves them out of its unlabelled listing too (the translator's), so that it matches the
+        cache and the translated set; a target's unlabelled train listing never opens a label."""
         split = split or self.split
+        found = self._listed(with_labels, split)
+        if self.on_mismatch != "skip" or keep_mismatched or not (with_labels or self.domain == "source"):
+            return found
+        labelled = found if with_labels else self._listed(True, split)
+        kept = {s.name for s in labelled if image_size(s.image) == image_size(s.label)}
+        return [s for s in found if s.name in kept]
+
+    def _listed(self, with_labels: bool, split: str) -> list[Sample]:
         lst = Path(self.list_file) if self.list_file else None
         if self.format == "gta5":
             return gta5_samples(Path(self.root), lst, with_labels)
@@ -250,31 +286,46 @@ class DatasetSpec:
         return decode_train_ids
 
 
-def check_samples(samples: list[Sample], decode_label, progress=None) -> dict:
-    """Open every image and label once: pairing, decodability, equal sizes, ids inside the table.
+def check_samples(samples: list[Sample], decode_label, progress=None, on_mismatch: str = "error",
+                  mismatch_key: str = "source.on_mismatch", one_size_key: str | None = None) -> dict:
+    """Open every image and label once: pairing, decodability, label ids inside the table, label size equal
+    to the image's (else ``on_mismatch``: 'error' refuses naming ``mismatch_key``, 'skip' and 'resize'
+    record the pair), and with ``one_size_key`` (a training split read at the files' own size) one image
+    size for all, else a refusal naming two files and that key.
 
-    Returns per-split facts (count, image sizes, class pixel counts) for the provenance record.
+    Returns per-split facts (count, image sizes, class pixel counts, mismatched pairs) for the record.
     """
-    sizes: dict[str, int] = {}
+    sizes: dict[str, Path] = {}  # size -> its first image
     counts = np.zeros(NUM_CLASSES + 1, dtype=np.int64)
-    it = progress(samples) if progress else samples
-    for s in it:
+    mismatched, per_size = [], {}
+    for s in progress(samples) if progress else samples:
         if not s.image.is_file():
             raise DataError(f"{s.image}: image file not found")
         if s.image.stat().st_size == 0:
             raise DataError(f"{s.image}: empty file")
         w, h = image_size(s.image)
         read_image(s.image)  # decodes the pixels too: a truncated file fails here, not at hour 30
-        sizes[f"{w}x{h}"] = sizes.get(f"{w}x{h}", 0) + 1
-        if s.label is None:
-            continue
-        if not s.label.is_file():
-            raise DataError(f"{s.label}: label file not found for image {s.image.name}")
-        if s.label.stat().st_size == 0:
-            raise DataError(f"{s.label}: empty file")
-        lab = decode_label(s.label)
-        if lab.shape != (h, w):
-            raise DataError(f"{s.label}: label is {lab.shape[1]}x{lab.shape[0]} but image {s.image.name} is {w}x{h}")
-        counts += np.bincount(np.minimum(lab.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
-    return {"count": len(samples), "sizes": sizes, "class_pixels": counts[:NUM_CLASSES].tolist(),
-            "ignored_pixels": int(counts[NUM_CLASSES])}
+        if s.label is not None:
+            if not s.label.is_file():
+                raise DataError(f"{s.label}: label file not found for image {s.image.name}")
+            if s.label.stat().st_size == 0:
+                raise DataError(f"{s.label}: empty file")
+            lab = decode_label(s.label)
+            if lab.shape != (h, w):
+                if on_mismatch == "error":
+                    fit_label(lab, (h, w), on_mismatch, s.label, s.image, mismatch_key)  # refuses
+                mismatched.append({"image": str(s.image), "label": str(s.label), "image_size": f"{w}x{h}",
+                                   "label_size": f"{lab.shape[1]}x{lab.shape[0]}",
+                                   "action": "skipped" if on_mismatch == "skip" else "label resized"})
+                if on_mismatch == "skip":
+                    continue
+                lab = fit_label(lab, (h, w), on_mismatch, s.label, s.image, mismatch_key)
+            counts += np.bincount(np.minimum(lab.ravel(), NUM_CLASSES), minlength=NUM_CLASSES + 1)
+        sizes.setdefault(f"{w}x{h}", s.image)
+        per_size[f"{w}x{h}"] = per_size.get(f"{w}x{h}", 0) + 1
+        if one_size_key and len(sizes) > 1:
+            (a, pa), (b, pb) = list(sizes.items())[:2]
+            raise DataError(f"frames of different sizes: {pa} is {a}, {pb} is {b}; batches and on-disk sets need one "
+                            f"size: set {one_size_key}: [W, H] (every frame is resized to it on load)")
+    return {"count": sum(per_size.values()), "sizes": per_size, "class_pixels": counts[:NUM_CLASSES].tolist(),
+            "ignored_pixels": int(counts[NUM_CLASSES]), "mismatched": mismatched}

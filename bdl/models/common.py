@@ -23,24 +23,44 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def load_trunk_weights(module: nn.Module, weights: str, imagenet_loader) -> None:
-    """'none' keeps the random init, 'imagenet' asks torchvision, anything else is a local state dict."""
+def load_trunk_weights(module: nn.Module, weights: str, imagenet_loader, optional=()) -> list[str]:
+    """'none' keeps the random init, 'imagenet' asks torchvision, anything else is a local state dict.
+
+    Every tensor of ``module`` must be in the file with its shape, except those under the ``optional``
+    prefixes (a new head, zero-initialised, that a file may or may not hold); the first one that is missing
+    or of another shape is refused by name, so a trunk is never half loaded. Tensors of the file that the
+    module lacks (ImageNet's classifier) are ignored and returned, for the stage to say so.
+    """
     if weights in (None, "", "none"):
-        return
+        return []
     if weights == "imagenet":
         try:
             state = imagenet_loader()
         except Exception as exc:  # offline, proxy, corrupt cache: all end the same way for the user
-            raise BDLError(f"could not fetch torchvision's ImageNet weights ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:120]}); set segmenter.weights to a local file") from None
+            from bdl.preflight import torch_hub_dir
+
+            raise BDLError(f"could not fetch torchvision's ImageNet weights into {torch_hub_dir() / 'checkpoints'} "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); download them there once "
+                           "(TORCH_HOME moves the folder) or set segmenter.weights to a local file") from None
     else:
         path = Path(weights)
         if not path.is_file():
             raise BDLError(f"{path}: backbone weights file not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # not a torch file, or one that needs pickle: refused either way
+            raise BDLError(f"{path}: not a loadable state dict ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120]})") from None
         state = state.get("model", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise BDLError(f"{path}: holds a {type(state).__name__}, not a state dict")
     own = module.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise BDLError(f"{weights}: no tensor in these weights fits the backbone")
-    module.load_state_dict(usable, strict=False)
+    for key, tensor in own.items():
+        if key in state and tuple(state[key].shape) != tuple(tensor.shape):
+            raise BDLError(f"{weights}: tensor '{key}' is {tuple(state[key].shape)} in the file, the backbone "
+                           f"needs {tuple(tensor.shape)}")
+        # BatchNorm's step counter is not a weight; files saved before torch 0.4.1 do not have it
+        if key not in state and not key.startswith(tuple(optional)) and not key.endswith("num_batches_tracked"):
+            raise BDLError(f"{weights}: tensor '{key}' of the backbone is not in the file")
+    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return [k for k in state if k not in own]

@@ -1,7 +1,10 @@
 """CycleGAN's translator pieces: the ResNet generator, the 70x70 PatchGAN and the image pool."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from bdl.sizes import min_side, patch_d_layers
 
 
 class ResnetBlock(nn.Module):
@@ -18,11 +21,20 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings, c7s1-3, tanh.
 
-    Works in [-1, 1]. Paper size: ngf=64, n_blocks=9.
+    Works in [-1, 1]. Paper size: ngf=64, n_blocks=9. Any frame size: each stride-2 conv rounds an odd side
+    up and each transposed conv doubles, so a side that is not a multiple of 2**n_down would come back
+    larger (90 -> 92); the input is reflection-padded at the bottom and right up to that multiple and
+    the output cropped back. Reflection, as the generator's own borders, so the padded strip looks like
+    the image rather than a black or smeared edge the discriminator could learn to spot. Sides from
+    ``min_size`` (5 for n_down=2).
     """
 
     def __init__(self, ngf=64, n_blocks=9, n_down=2):
         super().__init__()
+        self.multiple = 2**n_down
+        # the residual blocks' reflection padding needs a 2-pixel bottleneck, so a side must pad up to at
+        # least two multiples; far below any discriminator's minimum
+        self.min_size = self.multiple + 1
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
         ch = ngf
         for _ in range(n_down):
@@ -41,22 +53,30 @@ class ResnetGenerator(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x):
-        return self.net(x)
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.multiple, -w % self.multiple
+        if not pad_h and not pad_w:
+            return self.net(x)
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        return self.net(x)[..., :h, :w]
 
 
 class PatchDiscriminator(nn.Module):
-    """PatchGAN: with n_layers=3 each output logit sees a 70x70 patch of the input image."""
+    """PatchGAN: with n_layers=3 each output logit sees a 70x70 patch of the input image. Images need at
+    least ``min_size`` pixels a side (24 for n_layers=3)."""
 
     def __init__(self, ndf=64, n_layers=3):
         super().__init__()
-        layers = [nn.Conv2d(3, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        spec = patch_d_layers(n_layers)
+        self.min_size = min_side(spec)
+        k, s, p = spec[0]
+        layers = [nn.Conv2d(3, ndf, k, s, p), nn.LeakyReLU(0.2, True)]
         mult = 1
-        for n in range(1, n_layers + 1):
+        for n, (k, s, p) in enumerate(spec[1:-1], start=1):
             prev, mult = mult, min(2 ** n, 8)
-            stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1), nn.InstanceNorm2d(ndf * mult),
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, k, s, p), nn.InstanceNorm2d(ndf * mult),
                        nn.LeakyReLU(0.2, True)]
-        layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
+        layers.append(nn.Conv2d(ndf * mult, 1, *spec[-1]))
         self.net = nn.Sequential(*layers)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -99,7 +99,7 @@ class DeepLabV2(nn.Module):
             enum = torchvision.models.get_model_weights(tv_name)
             return enum.IMAGENET1K_V1.get_state_dict(progress=False)
 
-        load_trunk_weights(self.backbone, weights, imagenet)
+        self.ignored_weights = load_trunk_weights(self.backbone, weights, imagenet)
         if freeze_bn:
             for m in self.backbone.modules():
                 if isinstance(m, nn.BatchNorm2d):

@@ -43,7 +43,8 @@ class FCN8s(nn.Module):
             out["fc7.bias"] = state["classifier.3.bias"]
             return out
 
-        load_trunk_weights(self, weights, imagenet)
+        # the score layers are FCN's new head: a file may hold them (a trained FCN-8s) or not (ImageNet VGG16)
+        self.ignored_weights = load_trunk_weights(self, weights, imagenet, optional=("score_",))
 
     def param_groups(self, lr):
         head = [*self.score_fr.parameters(), *self.score_pool4.parameters(), *self.score_pool3.parameters()]

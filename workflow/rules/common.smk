@@ -1,4 +1,5 @@
 # Config loading, validation and the input functions that wire round k to round k-1.
+import os
 import shlex
 import sys
 import tempfile
@@ -37,6 +38,11 @@ def config_error(message):
     sys.exit(1)
 
 
+def is_dry_run():
+    # snakemake 9 knows -n at parse time through its output settings; workflow.dryrun only once it executes
+    return bool(getattr(getattr(workflow, "output_settings", None), "dryrun", False) or workflow.dryrun)
+
+
 def validate_config(cfg):
     full = merged(schema_defaults(SCHEMA), cfg)
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(full), key=lambda e: list(e.absolute_path))
@@ -50,6 +56,12 @@ def validate_config(cfg):
     if (full["source"]["root"] is None) != (full["target"]["root"] is None):
         config_error("config keys 'source.root' and 'target.root': give both (real data) or neither (demo pair)")
     results = Path(full["results"])
+    if is_dry_run():  # a dry run leaves no trace: ask whether the folder could be made, make nothing
+        nearest = next(p for p in (results, *results.absolute().parents) if p.exists())
+        if not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):
+            why = "not a folder" if not nearest.is_dir() else "not writable"
+            config_error(f"config key 'results': folder '{results}' is not writable ('{nearest}' is {why})")
+        return full
     try:
         results.mkdir(parents=True, exist_ok=True)
         # a uniquely named probe: every SLURM job parses this file too, several at once in one folder
@@ -62,27 +74,60 @@ def validate_config(cfg):
 
 def validate_layout(cfg):
     """List the configured data before any job: missing roots, wrong layouts, empty splits and images
-    without labels stop the workflow here, in one line. Pixels are checked by the check_data job."""
-    from bdl.data.readers import DataError, DatasetSpec
+    without labels stop the workflow here, in one line. Pixels are checked by the check_data job.
+    Returns the header size of each training domain's first image: domain -> ((w, h), file)."""
+    from bdl.data.readers import DataError, DatasetSpec, image_size
 
+    first = {}
     try:
         for domain, split, labelled in (("source", cfg["source"]["split"], True),
                                         ("target", cfg["target"]["train_split"], cfg["oracle"]),
                                         ("target", cfg["target"]["val_split"], True)):
             d = cfg[domain]
             spec = DatasetSpec(d["format"], d["root"], split, d["list_file"], d["label_map"])
-            for sample in spec.samples(with_labels=labelled):
+            samples = spec.samples(with_labels=labelled)
+            for sample in samples:
                 if sample.label is not None and not sample.label.is_file():
                     raise DataError(f"{sample.label}: label file not found for image {sample.image.name}")
+            first.setdefault(domain, (image_size(samples[0].image), str(samples[0].image)))
     except DataError as exc:
         config_error(f"{domain} data: {exc}")
+    return first
+
+
+def validate_weights(cfg):
+    """segmenter.weights that is missing (torchvision's cache offline, a path) or does not fit stops here."""
+    from bdl.preflight import weights_refusal
+
+    refusal = weights_refusal(cfg["segmenter"])
+    if refusal:
+        config_error(refusal)
+
+
+def validate_sizes(cfg, first_frames):
+    """Frames or crops too small for a discriminator stop here, naming the key (bdl.sizes)."""
+    from bdl.sizes import size_refusal
+
+    frames = {}
+    for domain in ("source", "target"):
+        if cfg[domain]["size"] is not None:
+            frames[domain] = (cfg[domain]["size"], None)
+        elif first_frames:
+            frames[domain] = first_frames[domain]
+        else:
+            frames[domain] = ((cfg["demo"]["width"], cfg["demo"]["height"]), "demo.width/demo.height")
+    refusal = size_refusal(cfg, frames)
+    if refusal:
+        config_error(refusal)
 
 
 _full = validate_config(config)
 config.clear()
 config.update(_full)
-if config["source"]["root"] is not None:
-    validate_layout(config)
+validate_sizes(config, validate_layout(config) if config["source"]["root"] is not None else None)
+if str(getattr(workflow, "exec_mode", "default")).lower().endswith("default"):
+    # the fit check builds the model (~2 s with torch): once, where the run starts, not in each job's parse
+    validate_weights(config)
 
 R = config["results"]
 K = config["rounds"]
@@ -114,7 +159,7 @@ def data_flags(domain, split=None):
     split = split or (d["split"] if domain == "source" else d["train_split"])
     return flags(**{f"{domain}_format": fmt, f"{domain}_root": root, f"{domain}_list": d["list_file"],
                     f"{domain}_label_map": d["label_map"], f"{domain}_size": d["size"],
-                    f"{domain}_split": split})
+                    f"{domain}_on_mismatch": d["on_mismatch"], f"{domain}_split": split})
 
 
 # How a job runs. Passed as params, so a change reruns the jobs (device and logging can change results).
