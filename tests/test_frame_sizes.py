@@ -231,3 +231,26 @@ def test_mismatched_label_skip_and_resize_complete_and_record_it(mismatched, tmp
         with h5py.File(res / "round1" / "translated.h5") as f:
             assert "00003" not in [n.decode() for n in f["names"][:]] and len(f["names"]) == 23
         assert (res / "metrics.tsv").exists()
+
+
+REALPAIR = REPO.parent / "shared" / "realpair_dev"
+
+
+@pytest.mark.skipif(not REALPAIR.is_dir(), reason=f"{REALPAIR} (real photographs, not redistributable) absent")
+def test_real_photographs_at_odd_sizes(tmp_path):
+    """Real street photographs (240x180 CamVid frames in the GTA5/Cityscapes layouts) resized to odd sizes that
+    differ per domain: the loop that died in the translator's cycle loss at 120x90 runs to metrics.tsv."""
+    names = tmp_path / "first40.txt"
+    names.write_text("".join(f"{i:05d}.png\n" for i in range(1, 41)))
+    cfg = tiny_config(tmp_path / "res")
+    cfg.pop("demo")
+    cfg |= {"source": {"format": "gta5", "root": str(REALPAIR / "source_day_gta5layout"), "list_file": str(names),
+                       "size": [121, 91]},
+            "target": {"format": "cityscapes", "root": str(REALPAIR / "target_lowlight_cityscapeslayout"),
+                       "size": [125, 93]}}
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    snakemake(path)
+    rows = [r.split("\t") for r in (tmp_path / "res" / "metrics.tsv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["m0", "round1_adv", "round1_ssl1", "oracle"]
+    assert all(0 <= float(r[3]) <= 100 for r in rows)

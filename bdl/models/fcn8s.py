@@ -53,6 +53,10 @@ class FCN8s(nn.Module):
                 {"params": head, "lr": 10 * lr, "lr_mult": 10.0}]
 
     def forward(self, x):
+        # FCN-8s proper pads the input by 100 and crops each upsampled score map at fixed offsets (5, 9, 31)
+        # to line it up with the skip it joins; that alignment holds only for sizes its strides divide.
+        # Bilinear upsampling to each skip's own size lines them up at any size (odd ones too, where the
+        # ceil-mode pools round up), and the last one returns logits at the input's size.
         h, w = x.shape[-2:]
         x = self.normalize(x)
         pool3 = self.features[:17](x)
