@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, snakemake, tiny_config
+from conftest import REALPAIR, REPO, need_folder, snakemake, tiny_config
 from PIL import Image
 
 from bdl import sizes
@@ -233,13 +233,10 @@ def test_mismatched_label_skip_and_resize_complete_and_record_it(mismatched, tmp
         assert (res / "metrics.tsv").exists()
 
 
-REALPAIR = REPO.parent / "shared" / "realpair_dev"
-
-
-@pytest.mark.skipif(not REALPAIR.is_dir(), reason=f"{REALPAIR} (real photographs, not redistributable) absent")
 def test_real_photographs_at_odd_sizes(tmp_path):
     """Real street photographs (240x180 CamVid frames in the GTA5/Cityscapes layouts) resized to odd sizes that
     differ per domain: the loop that died in the translator's cycle loss at 120x90 runs to metrics.tsv."""
+    need_folder(REALPAIR, "BDL_REALPAIR")
     names = tmp_path / "first40.txt"
     names.write_text("".join(f"{i:05d}.png\n" for i in range(1, 41)))
     cfg = tiny_config(tmp_path / "res")
