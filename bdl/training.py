@@ -74,7 +74,7 @@ def cpu_bf16_channels_last_safe() -> bool:
     if not safe and not _warned:
         _warned = True
         print(f"runtime: channels_last turned off for this job: {onednn.describe(safe, detail)}; "
-              "keep it with ONEDNN_MAX_CPU_ISA=AVX2 (slower) or bf16 off (README: GPU and precision)",
+              "keep it with ONEDNN_MAX_CPU_ISA=AVX2 (slower) or bf16 off (docs/benchmarks.md, GPU and precision)",
               file=sys.stderr)
     return safe
 

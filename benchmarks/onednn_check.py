@@ -19,7 +19,7 @@ def main() -> int:
     safe, detail = probe()
     print(f"oneDNN check: {describe(safe, detail)}")
     if not safe:
-        print("  CPU jobs with bf16 forced on run without channels_last (README: GPU and precision)")
+        print("  CPU jobs with bf16 forced on run without channels_last (docs/benchmarks.md, GPU and precision)")
     return 1 if args.strict and not safe else 0
 
 
