@@ -78,6 +78,24 @@ def load_checkpoint(path, kind: str | None = None) -> dict:
     return state
 
 
+def read_state_dict(path) -> dict:
+    """A weights file: a plain state dict, or a bdl checkpoint's ``model``; never unpickled, mapped lazily."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise BDLError(f"{path}: backbone weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # not a torch file, or one that needs pickle: refused either way
+        raise BDLError(f"{path}: not a loadable state dict ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:120]})") from None
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise BDLError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return state
+
+
 def load_weights(module: torch.nn.Module, state_dict: dict, path, what: str = "model") -> None:
     try:
         module.load_state_dict(state_dict)

@@ -12,18 +12,26 @@ import traceback
 os.environ.setdefault("GOMP_SPINCOUNT", "2000")
 
 from bdl import BDLError
+from bdl.defaults import default, switch
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
-    g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
+    g.add_argument("--device", default=default("device"), help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
-    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result on CPU")
-    g.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+    g.add_argument("--workers", type=int, default=default("runtime.workers"), help="DataLoader worker processes")
+    g.add_argument("--seed", type=int, default=default("seed"),
+                   help="random seed; the same seed gives the same result on CPU")
+    g.add_argument("--bf16", choices=["auto", "on", "off"], default=switch("runtime.bf16"),
                    help="bfloat16 autocast for M, F and D ('auto': on a CUDA GPU that supports it, off on CPU)")
-    g.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+    g.add_argument("--channels-last", choices=["auto", "on", "off"], default=switch("runtime.channels_last"),
                    help="channels_last memory format for models and images ('auto': on CUDA, off on CPU)")
+
+
+def add_training_log_args(g) -> None:
+    g.add_argument("--checkpoint-every", type=int, default=default("runtime.checkpoint_every"),
+                   help="steps between resumable checkpoints")
+    g.add_argument("--log-every", type=int, default=default("runtime.log_every"), help="steps between loss-log rows")
 
 
 def option_args(options: dict, skip=()) -> list[str]:

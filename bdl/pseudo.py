@@ -12,10 +12,16 @@ classes is at least 1/C, so with C <= 32 only the 5,121 patterns of [1/32, 1] ca
 classes, small enough to stay in cache beside the model; the full [0, 1] range would take 2.2 MiB).
 """
 
+from pathlib import Path
+
+import h5py
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
-from bdl.data.labels import IGNORE, NUM_CLASSES
+from bdl.artifacts import frames
+from bdl.data.datasets import H5SegmentationDataset
+from bdl.data.labels import IGNORE
 
 # bit patterns of float16 1/32 .. 1.0 (0x2800 is 1/32, 0x3C00 is 1.0)
 FLOOR, TOP = 0x2800, 0x3C00
@@ -31,7 +37,7 @@ def apply_thresholds(pred: np.ndarray, prob: np.ndarray, thresholds: np.ndarray)
 class ClasswiseMedian:
     """Exact per-class medians of float16 max probabilities, accumulated one batch at a time."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, cap: float = 0.9):
+    def __init__(self, num_classes: int, cap: float):
         if num_classes > 32:
             raise ValueError("the histogram starts at 1/32, below which a max probability of <= 32 classes "
                              f"cannot fall; {num_classes} classes need a lower floor")
@@ -77,3 +83,29 @@ class ClasswiseMedian:
             bits = (np.searchsorted(cum[c], ranks, side="right") + FLOOR).astype(np.uint16)
             out[c] = min(float(bits.view(np.float16).astype(np.float64).mean()), self.cap)
         return out
+
+
+def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian) -> np.ndarray:
+    """Per-class thresholds: ``fixed`` is ``threshold`` for every class, ``classwise`` the class medians
+    of ``stats`` capped at it."""
+    if mode == "classwise":
+        return stats.thresholds()
+    if mode == "fixed":
+        return np.full(stats.n, threshold, dtype=np.float64)
+    raise ValueError(f"pseudo-label mode '{mode}' is not fixed or classwise")
+
+
+class PseudoLabelSet(H5SegmentationDataset):
+    """A pseudo-label set: the label of a pixel is its prediction where the stored max probability reaches
+    the class threshold (the file's ``thresholds`` attribute), else 255; images come from ``images_from``."""
+
+    def __init__(self, path: Path, images_from: Dataset, crop=None, flip=False, seed=0):
+        super().__init__(path, None, "pred", crop, flip, seed, images_from)
+        with h5py.File(self.path, "r") as f:
+            self.thresholds16 = np.asarray(f.attrs["thresholds"], dtype=np.float16)
+
+    def _open(self, f):
+        return {"pred": frames(f, "pred"), "prob": frames(f, "prob")}
+
+    def _label(self, arrays, i):
+        return apply_thresholds(arrays["pred"][i], arrays["prob"][i], self.thresholds16)

@@ -65,12 +65,14 @@ def main(args):
 
     from bdl.artifacts import load_checkpoint
     from bdl.data.cache import cached_set, domain_set, write_cache
-    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, make_loader
+    from bdl.data.datasets import H5SegmentationDataset, make_loader
     from bdl.data.readers import DatasetSpec
     from bdl.loops.inference import predict, pseudo_label_set, translate_set
     from bdl.loops.segmenter import train_segmenter
-    from bdl.loops.translator import build_translator, to_gan, train_translator
-    from bdl.models import segmenter_from_checkpoint
+    from bdl.loops.translator import train_translator
+    from bdl.models import build_translator, segmenter_from_checkpoint
+    from bdl.models.cyclegan import to_gan
+    from bdl.pseudo import PseudoLabelSet
     from bdl.training import Resumable, pick_device, setup_torch
 
     R = Path(args.results)

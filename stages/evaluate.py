@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, run  # noqa: E402
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
@@ -17,7 +18,7 @@ def get_args_parser():
     add_dataset_args(p, "target", "labelled evaluation images")
     p.add_argument("--split", default="val", help="split to evaluate (Cityscapes layout)")
     p.add_argument("--predictions", help="folder for colour prediction PNGs")
-    p.add_argument("--num-predictions", type=int, default=4)
+    p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="metrics (.json)")

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl.cli import add_cache_arg, add_dataset_args, add_runtime_args, dataset_spec, image_set, probability, run  # noqa: E402
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
@@ -22,9 +23,10 @@ def get_args_parser():
     p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
     add_dataset_args(p, "target", "target train images")
     add_cache_arg(p, "target")
-    p.add_argument("--mode", choices=("fixed", "classwise"), default="fixed")
-    p.add_argument("--threshold", type=probability, default=0.9, help="fixed threshold, or the classwise cap")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--mode", choices=("fixed", "classwise"), default=default("pseudo_label.mode"))
+    p.add_argument("--threshold", type=probability, default=default("pseudo_label.threshold"),
+                   help="fixed threshold, or the classwise cap")
+    p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="pseudo-label set (.h5)")
     return p

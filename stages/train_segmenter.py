@@ -20,12 +20,14 @@ from bdl.cli import (  # noqa: E402
     add_cache_arg,
     add_dataset_args,
     add_runtime_args,
+    add_training_log_args,
     dataset_spec,
     image_set,
     positive_int,
     recorded_args,
     run,
 )
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
@@ -39,26 +41,28 @@ def get_args_parser():
     p.add_argument("--pseudo", help="pseudo-label set (HDF5 from pseudo_label.py) for --mode ssl")
     m = p.add_argument_group("model")
     m.add_argument("--init", help="start from this segmenter checkpoint (its architecture wins)")
-    m.add_argument("--backbone", default="resnet_mini",
+    m.add_argument("--backbone", default=default("segmenter.backbone"),
                    choices=("resnet101", "resnet50", "resnet18", "resnet_mini", "vgg16"))
-    m.add_argument("--width", type=int, default=64, help="trunk width for resnet_mini / vgg16")
-    m.add_argument("--weights", default="none", help="'none', 'imagenet' or a local state-dict file")
+    m.add_argument("--width", type=int, default=default("segmenter.width"), help="trunk width for resnet_mini / vgg16")
+    m.add_argument("--weights", default=default("segmenter.weights"),
+                   help="'none', 'imagenet' or a local state-dict file")
     m.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (reference)")
-    m.add_argument("--aspp-dilations", type=int, nargs=4, default=[6, 12, 18, 24])
+    m.add_argument("--aspp-dilations", type=int, nargs=4, default=default("segmenter.aspp_dilations"))
     o = p.add_argument_group("optimisation")
-    o.add_argument("--iterations", type=positive_int, default=1000)
-    o.add_argument("--batch-size", type=int, default=4)
+    o.add_argument("--iterations", type=positive_int, required=True,
+                   help="training steps (config segmenter.iterations.<mode>)")
+    o.add_argument("--batch-size", type=int, default=default("segmenter.batch_size"))
     o.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"), default=None, help="random crop W H")
     o.add_argument("--no-flip", action="store_true", help="disable random horizontal flips")
-    o.add_argument("--lr", type=float, default=2.5e-4)
-    o.add_argument("--momentum", type=float, default=0.9)
-    o.add_argument("--weight-decay", type=float, default=5e-4)
-    o.add_argument("--power", type=float, default=0.9, help="poly decay power")
-    o.add_argument("--lambda-adv", type=float, default=0.001, help="weight of the output-space adversarial loss")
-    o.add_argument("--lr-d", type=float, default=1e-4, help="Adam learning rate of D")
-    o.add_argument("--ndf", type=int, default=64, help="width of D")
-    o.add_argument("--checkpoint-every", type=int, default=200)
-    o.add_argument("--log-every", type=int, default=10)
+    o.add_argument("--lr", type=float, default=default("segmenter.lr"))
+    o.add_argument("--momentum", type=float, default=default("segmenter.momentum"))
+    o.add_argument("--weight-decay", type=float, default=default("segmenter.weight_decay"))
+    o.add_argument("--power", type=float, default=default("segmenter.power"), help="poly decay power")
+    o.add_argument("--lambda-adv", type=float, default=default("segmenter.lambda_adv"),
+                   help="weight of the output-space adversarial loss")
+    o.add_argument("--lr-d", type=float, default=default("segmenter.lr_d"), help="Adam learning rate of D")
+    o.add_argument("--ndf", type=int, default=default("segmenter.ndf"), help="width of D")
+    add_training_log_args(o)
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="final checkpoint (.pt)")
     p.add_argument("--losses", help="loss log (TSV)")
@@ -69,8 +73,9 @@ def get_args_parser():
 def main(args):
     from bdl.artifacts import load_checkpoint, names_hash, read_attrs, save_checkpoint
     from bdl.data.cache import domain_set
-    from bdl.data.datasets import H5SegmentationDataset, PseudoLabelSet, make_loader
+    from bdl.data.datasets import H5SegmentationDataset, make_loader
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
+    from bdl.pseudo import PseudoLabelSet
     from bdl.training import Resumable, pick_device, seed_everything, setup_torch
 
     if args.iterations <= 0:

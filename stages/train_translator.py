@@ -16,11 +16,13 @@ from bdl.cli import (  # noqa: E402
     add_cache_arg,
     add_dataset_args,
     add_runtime_args,
+    add_training_log_args,
     image_set,
     positive_int,
     recorded_args,
     run,
 )
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
@@ -31,26 +33,29 @@ def get_args_parser():
     add_cache_arg(p, "target")
     p.add_argument("--segmenter", help="frozen M checkpoint for the perceptual loss (omit to train without it)")
     m = p.add_argument_group("model")
-    m.add_argument("--ngf", type=int, default=64, help="generator width (paper 64)")
-    m.add_argument("--n-blocks", type=int, default=9, help="generator residual blocks (paper 9)")
-    m.add_argument("--ndf", type=int, default=64, help="PatchGAN width (paper 64)")
+    m.add_argument("--ngf", type=int, default=default("translator.ngf"), help="generator width (paper 64)")
+    m.add_argument("--n-blocks", type=int, default=default("translator.n_blocks"),
+                   help="generator residual blocks (paper 9)")
+    m.add_argument("--ndf", type=int, default=default("translator.ndf"), help="PatchGAN width (paper 64)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--iterations", type=positive_int, default=1000)
+    o.add_argument("--iterations", type=positive_int, default=default("translator.iterations"))
     o.add_argument("--decay-start", type=int, default=None, help="step where linear decay starts (default: half)")
-    o.add_argument("--batch-size", type=int, default=1)
+    o.add_argument("--batch-size", type=int, default=default("translator.batch_size"))
     o.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"), default=None)
     o.add_argument("--no-flip", action="store_true")
-    o.add_argument("--lr", type=float, default=2e-4)
-    o.add_argument("--beta1", type=float, default=0.5)
+    o.add_argument("--lr", type=float, default=default("translator.lr"))
+    o.add_argument("--beta1", type=float, default=default("translator.beta1"))
     o.add_argument("--gan-mode", default="lsgan", choices=("lsgan", "vanilla"))
-    o.add_argument("--pool-size", type=int, default=50)
-    o.add_argument("--lambda-gan", type=float, default=1.0)
-    o.add_argument("--lambda-cycle", type=float, default=10.0)
-    o.add_argument("--lambda-idt", type=float, default=0.5, help="identity weight, times lambda-cycle")
-    o.add_argument("--lambda-per", type=float, default=0.1, help="perceptual loss S vs F(S)")
-    o.add_argument("--lambda-per-recon", type=float, default=10.0, help="perceptual loss S vs F_inv(F(S))")
-    o.add_argument("--checkpoint-every", type=int, default=200)
-    o.add_argument("--log-every", type=int, default=10)
+    o.add_argument("--pool-size", type=int, default=default("translator.pool_size"))
+    o.add_argument("--lambda-gan", type=float, default=default("translator.lambda_gan"))
+    o.add_argument("--lambda-cycle", type=float, default=default("translator.lambda_cycle"))
+    o.add_argument("--lambda-idt", type=float, default=default("translator.lambda_idt"),
+                   help="identity weight, times lambda-cycle")
+    o.add_argument("--lambda-per", type=float, default=default("translator.lambda_per"),
+                   help="perceptual loss S vs F(S)")
+    o.add_argument("--lambda-per-recon", type=float, default=default("translator.lambda_per_recon"),
+                   help="perceptual loss S vs F_inv(F(S))")
+    add_training_log_args(o)
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="final checkpoint (.pt)")
     p.add_argument("--losses", help="loss log (TSV)")

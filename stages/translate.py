@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl.cli import add_cache_arg, add_dataset_args, add_runtime_args, dataset_spec, image_set, run  # noqa: E402
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
@@ -17,7 +18,7 @@ def get_args_parser():
     p.add_argument("--translator", required=True, help="checkpoint from train_translator.py")
     add_dataset_args(p, "source", "labelled source to translate")
     add_cache_arg(p, "source")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="translated set (.h5)")
     return p
@@ -27,7 +28,7 @@ def main(args):
     from bdl.artifacts import load_checkpoint, load_weights
     from bdl.data.datasets import make_loader
     from bdl.loops.inference import translate_set
-    from bdl.loops.translator import build_translator
+    from bdl.models import build_translator
     from bdl.training import Speed, pick_device, seed_everything, setup_torch
 
     device = pick_device(args.device)

@@ -53,7 +53,7 @@ def test_histogram_floor_is_below_any_max_probability():
     cm.add(pred, prob)
     assert cm.thresholds()[0] == np.median(prob.astype(np.float64))
     with pytest.raises(ValueError, match="33 classes"):
-        ClasswiseMedian(33)
+        ClasswiseMedian(33, cap=1.0)
 
 
 @pytest.mark.parametrize("cap", [0.9, 1.0])

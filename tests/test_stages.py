@@ -76,7 +76,7 @@ def test_pseudo_label_set(chain):
         assert thresholds[c] == pytest.approx(min(np.median(prob[pred == c].astype(np.float64)), 0.9))
     # the counts come from the histograms, the labels from the reader: both must be the same rule
     assert kept.tolist() == np.bincount(labels[labels != 255], minlength=19).tolist()
-    from bdl.data.datasets import PseudoLabelSet
+    from bdl.pseudo import PseudoLabelSet
 
     images = [{"image": torch.zeros(3, 32, 64, dtype=torch.uint8)}] * 16
     read = np.stack([PseudoLabelSet(chain / "pseudo.h5", images)[i]["label"].numpy() for i in range(16)])

@@ -17,7 +17,6 @@ from bdl import BDLError
 from bdl.artifacts import frames
 from bdl.data.labels import IGNORE
 from bdl.data.readers import Sample, fit_label, read_image, resize_pair
-from bdl.pseudo import apply_thresholds
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor | None, crop, flip: bool, gen: torch.Generator):
@@ -149,22 +148,6 @@ class Collated(dict):
 
 def collate(items):
     return items if isinstance(items, Collated) else default_collate(items)
-
-
-class PseudoLabelSet(H5SegmentationDataset):
-    """A pseudo-label set: the label of a pixel is its prediction where the stored max probability reaches
-    the class threshold (the file's ``thresholds`` attribute), else 255; images come from ``images_from``."""
-
-    def __init__(self, path: Path, images_from: Dataset, crop=None, flip=False, seed=0):
-        super().__init__(path, None, "pred", crop, flip, seed, images_from)
-        with h5py.File(self.path, "r") as f:
-            self.thresholds16 = np.asarray(f.attrs["thresholds"], dtype=np.float16)
-
-    def _open(self, f):
-        return {"pred": frames(f, "pred"), "prob": frames(f, "prob")}
-
-    def _label(self, arrays, i):
-        return apply_thresholds(arrays["pred"][i], arrays["prob"][i], self.thresholds16)
 
 
 class EpochSampler(Sampler):

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from bdl.artifacts import H5Writer
 from bdl.data.datasets import ahead
 from bdl.data.labels import IGNORE, NUM_CLASSES
-from bdl.loops.translator import to_gan
 from bdl.metrics import ConfusionMatrix
-from bdl.pseudo import ClasswiseMedian, apply_thresholds
+from bdl.models.cyclegan import to_gan
+from bdl.pseudo import ClasswiseMedian, apply_thresholds, class_thresholds
 from bdl.training import Speed, progress
 
 
@@ -149,7 +149,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
                 names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
                 behind.submit(finish, start, names, prob, pred, _ready_event(device))
                 start += len(names)
-        thresholds = stats.thresholds() if mode == "classwise" else np.full(NUM_CLASSES, threshold)
+        thresholds = class_thresholds(mode, threshold, stats)
         predicted, kept = stats.predicted(), stats.kept(thresholds)
         coverage = float(kept.sum()) / max(float(predicted.sum()), 1.0)
         out.set_attr("thresholds", thresholds.astype(np.float64))

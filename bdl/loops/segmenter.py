@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bdl.data.datasets import ahead, infinite
+from bdl.data.labels import NUM_CLASSES
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
 from bdl.training import LossLog, Resumable, Speed, check_finite, log_step, poly_lr, progress, set_lr
@@ -32,7 +33,7 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
                           weight_decay=cfg.weight_decay)
     disc = opt_d = None
     if adapt:
-        disc = speed.model(OutputDiscriminator(19, cfg.ndf)).train()
+        disc = speed.model(OutputDiscriminator(NUM_CLASSES, cfg.ndf)).train()
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.9, 0.99))
     log, start = LossLog(), 0
     state = resumable.load()

@@ -9,22 +9,9 @@ import torch
 
 from bdl.data.datasets import ahead, infinite
 from bdl.losses import GANLoss, cycle_l1, perceptual
-from bdl.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
+from bdl.models.cyclegan import ImagePool, PatchDiscriminator, gan_to_unit, to_gan
+from bdl.models.factory import build_translator
 from bdl.training import LossLog, Resumable, Speed, check_finite, log_step, progress
-
-
-def to_gan(images: torch.Tensor, device) -> torch.Tensor:
-    """uint8 -> [-1, 1], the generator's range."""
-    return images.to(device, non_blocking=True).float().div_(127.5).sub_(1)
-
-
-def gan_to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], the segmenter's input range."""
-    return (x + 1) * 0.5
-
-
-def build_translator(arch: dict):
-    return (ResnetGenerator(arch["ngf"], arch["n_blocks"]), ResnetGenerator(arch["ngf"], arch["n_blocks"]))
 
 
 def linear_decay(step: int, total: int, decay_start: int) -> float:

@@ -1,33 +1,12 @@
-"""Model families: DeepLab v2 and FCN-8s segmenters (M), the output-space discriminator (D), CycleGAN (F)."""
+"""Model families: DeepLab v2 and FCN-8s segmenters (M), the output-space discriminator (D), CycleGAN (F).
+``factory`` builds them by name; this package re-exports its functions."""
 
-from bdl.models.deeplab import DeepLabV2
-from bdl.models.fcn8s import FCN8s
+from bdl.models.factory import (
+    SEGMENTER_BACKBONES,
+    build_segmenter,
+    build_translator,
+    segmenter_arch,
+    segmenter_from_checkpoint,
+)
 
-SEGMENTER_BACKBONES = ("resnet101", "resnet50", "resnet18", "resnet_mini", "vgg16")
-
-
-def build_segmenter(backbone: str, num_classes: int = 19, weights: str = "none", width: int = 64,
-                    freeze_bn: bool = False, aspp_dilations=(6, 12, 18, 24)):
-    """M by backbone name. ``weights``: 'none', 'imagenet' (torchvision download) or a local .pth file."""
-    if backbone == "vgg16":
-        return FCN8s(num_classes, weights=weights, width=width)
-    if backbone in SEGMENTER_BACKBONES:
-        return DeepLabV2(num_classes, backbone=backbone, weights=weights, width=width, freeze_bn=freeze_bn,
-                         dilations=tuple(aspp_dilations))
-    raise ValueError(f"unknown segmenter backbone '{backbone}' (choose from {', '.join(SEGMENTER_BACKBONES)})")
-
-
-def segmenter_arch(args) -> dict:
-    """The constructor arguments a checkpoint records so later stages rebuild the same M."""
-    return {"backbone": args.backbone, "width": args.width, "freeze_bn": bool(args.freeze_bn),
-            "aspp_dilations": list(args.aspp_dilations), "num_classes": 19}
-
-
-def segmenter_from_checkpoint(state: dict, path="checkpoint"):
-    """Rebuild M from a checkpoint's recorded architecture and load its weights (never pickle)."""
-    from bdl.artifacts import load_weights
-
-    arch = dict(state["arch"])
-    model = build_segmenter(arch.pop("backbone"), weights="none", **arch)
-    load_weights(model, state["model"], path, "segmenter")
-    return model
+__all__ = ["SEGMENTER_BACKBONES", "build_segmenter", "build_translator", "segmenter_arch", "segmenter_from_checkpoint"]

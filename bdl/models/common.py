@@ -1,7 +1,5 @@
 """Pieces the segmenters share: ImageNet input normalisation and loading trunk weights."""
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -43,17 +41,9 @@ def load_trunk_weights(module: nn.Module, weights: str, imagenet_loader, optiona
                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); download them there once "
                            "(TORCH_HOME moves the folder) or set segmenter.weights to a local file") from None
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise BDLError(f"{path}: backbone weights file not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as exc:  # not a torch file, or one that needs pickle: refused either way
-            raise BDLError(f"{path}: not a loadable state dict ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:120]})") from None
-        state = state.get("model", state) if isinstance(state, dict) else state
-        if not isinstance(state, dict):
-            raise BDLError(f"{path}: holds a {type(state).__name__}, not a state dict")
+        from bdl.artifacts import read_state_dict
+
+        state = read_state_dict(weights)
     own = module.state_dict()
     for key, tensor in own.items():
         if key in state and tuple(state[key].shape) != tuple(tensor.shape):

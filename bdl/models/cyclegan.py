@@ -7,6 +7,24 @@ from torch import nn
 from bdl.sizes import min_side, patch_d_layers
 
 
+def to_gan(images: torch.Tensor, device) -> torch.Tensor:
+    """uint8 -> [-1, 1], the generator's range."""
+    return images.to(device, non_blocking=True).float().div_(127.5).sub_(1)
+
+
+def gan_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], the segmenter's input range."""
+    return (x + 1) * 0.5
+
+
+def init_gan_weights(module: nn.Module) -> None:
+    """CycleGAN's initialisation of every convolution: weights N(0, 0.02), biases zero."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
 class ResnetBlock(nn.Module):
     def __init__(self, ch):
         super().__init__()
@@ -47,10 +65,7 @@ class ResnetGenerator(nn.Module):
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_gan_weights(self)
 
     def forward(self, x):
         h, w = x.shape[-2:]
@@ -78,10 +93,7 @@ class PatchDiscriminator(nn.Module):
                        nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(ndf * mult, 1, *spec[-1]))
         self.net = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_gan_weights(self)
 
     def forward(self, x):
         return self.net(x)

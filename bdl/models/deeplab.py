@@ -3,6 +3,7 @@
 import torch.nn.functional as F
 from torch import nn
 
+from bdl.data.labels import NUM_CLASSES
 from bdl.models.common import Normalize, load_trunk_weights
 
 
@@ -79,7 +80,7 @@ class ASPP(nn.Module):
 
 
 class DeepLabV2(nn.Module):
-    def __init__(self, num_classes=19, backbone="resnet101", weights="none", width=64, freeze_bn=False,
+    def __init__(self, num_classes=NUM_CLASSES, backbone="resnet101", weights="none", width=64, freeze_bn=False,
                  dilations=(6, 12, 18, 24)):
         super().__init__()
         self.normalize = Normalize()

@@ -2,6 +2,7 @@
 
 from torch import nn
 
+from bdl.data.labels import NUM_CLASSES
 from bdl.sizes import OUTPUT_D_LAYERS, OUTPUT_D_MIN
 
 
@@ -11,7 +12,7 @@ class OutputDiscriminator(nn.Module):
 
     min_size = OUTPUT_D_MIN
 
-    def __init__(self, num_classes=19, ndf=64):
+    def __init__(self, num_classes=NUM_CLASSES, ndf=64):
         super().__init__()
         chans = [num_classes, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 1]
         layers = []

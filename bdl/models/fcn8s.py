@@ -3,13 +3,14 @@
 import torch.nn.functional as F
 from torch import nn
 
+from bdl.data.labels import NUM_CLASSES
 from bdl.models.common import Normalize, load_trunk_weights
 
 _VGG16 = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M")  # in units of width
 
 
 class FCN8s(nn.Module):
-    def __init__(self, num_classes=19, weights="none", width=64):
+    def __init__(self, num_classes=NUM_CLASSES, weights="none", width=64):
         super().__init__()
         self.normalize = Normalize()
         layers, cin = [], 3

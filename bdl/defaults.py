@@ -1,0 +1,28 @@
+"""The one home of every setting's default: the workflow's config schema (``workflow/schemas/config.schema.yaml``).
+Stage flags take their defaults from here, so a stage run by hand trains what the workflow would train with
+the same keys left out (a test compares every stage flag with its key). No torch."""
+
+import functools
+from pathlib import Path
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def default(key: str):
+    """The schema's default of a dotted config key, e.g. ``default("segmenter.lr")``."""
+    node = schema()
+    for part in key.split("."):
+        node = node["properties"][part]
+    return node["default"]
+
+
+def switch(key: str) -> str:
+    """A true/false/auto config default as the stages' on/off/auto flag value."""
+    return {True: "on", False: "off"}.get(default(key), default(key))
