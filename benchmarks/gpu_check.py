@@ -84,7 +84,8 @@ def main(args):
     from bdl.loops.segmenter import train_segmenter
     from bdl.loops.translator import train_translator
     from bdl.models import build_segmenter
-    from bdl.training import Resumable, Speed, pick_device, setup_torch
+    from bdl.runtime import ComputeFormat, pick_device, setup_torch
+    from bdl.training import Resumable
 
     device = pick_device(args.device)
     setup_torch(device, None)
@@ -111,7 +112,7 @@ def main(args):
     for mode, (bf16, cl) in modes.items():
         for cfg in (seg_cfg, f_cfg):
             cfg.bf16, cfg.channels_last = bf16, cl
-        speed = Speed(device, bf16, cl)
+        compute = ComputeFormat(device, bf16, cl)
 
         def seg_steps(n, mode=mode):
             model = build_segmenter(backbone, width=width, freeze_bn=True)
@@ -127,10 +128,10 @@ def main(args):
                              Repeat({"image": images((crop, crop))}, n), judge, f_cfg, device,
                              Resumable(tmp / "f.pt", {}, 0), stage=f"translator {mode}")
 
-        def infer(n, speed=speed, judge=judge):
-            speed.model(judge).eval()
+        def infer(n, compute=compute, judge=judge):
+            compute.model(judge).eval()
             for _ in range(n):
-                prob, pred = predict(judge, tgt["image"], device, speed)
+                prob, pred = predict(judge, tgt["image"], device, compute)
                 prob.cpu(), pred.cpu()
 
         sizes = f"source {src_hw[1]}x{src_hw[0]} + target {tgt_hw[1]}x{tgt_hw[0]}"

@@ -73,7 +73,8 @@ def main(args):
     from bdl.models import build_translator, segmenter_from_checkpoint
     from bdl.models.cyclegan import to_gan
     from bdl.pseudo import PseudoLabelSet
-    from bdl.training import Resumable, pick_device, setup_torch
+    from bdl.runtime import pick_device, setup_torch
+    from bdl.training import Resumable
 
     R = Path(args.results)
     if not (R / "metrics.tsv").exists():

@@ -33,7 +33,7 @@ def main(args):
     from bdl.data.labels import CLASS_NAMES, colorize
     from bdl.loops.inference import evaluate_set
     from bdl.models import segmenter_from_checkpoint
-    from bdl.training import Speed, pick_device, seed_everything, setup_torch
+    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
     from bdl.viz import read_png, save_grid
 
     device = pick_device(args.device)
@@ -49,7 +49,8 @@ def main(args):
 
         thresholds = np.asarray(read_attrs(args.pseudo)["thresholds"], dtype=np.float64)
     cm, kept, pl = evaluate_set(model, ds, device, args.num_predictions if args.predictions else 0,
-                                decode=spec.label_decoder(), thresholds=thresholds, speed=Speed.of(args, device))
+                                decode=spec.label_decoder(), thresholds=thresholds,
+                                compute=ComputeFormat.of(args, device))
     result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds)}
     if pl is not None:
         result["pseudo_label_on_val"] = {

@@ -38,7 +38,7 @@ def main(args):
     from bdl.data.labels import CLASS_NAMES
     from bdl.loops.inference import pseudo_label_set
     from bdl.models import segmenter_from_checkpoint
-    from bdl.training import Speed, pick_device, seed_everything, setup_torch
+    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
 
     device = pick_device(args.device)
     setup_torch(device, args.threads)
@@ -52,7 +52,7 @@ def main(args):
              "names_hash": names_hash([s.name for s in ds.samples])}
     thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),
                                                    args.out, args.mode, args.threshold, attrs, device, hw,
-                                                   Speed.of(args, device))
+                                                   ComputeFormat.of(args, device))
     share = kept.sum() / max(predicted.sum(), 1)
     print(f"wrote {len(ds)} pseudo-labels to {args.out}: {100 * share:.1f}% of pixels kept", file=sys.stderr)
     for c, name in enumerate(CLASS_NAMES):

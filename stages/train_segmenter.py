@@ -76,7 +76,8 @@ def main(args):
     from bdl.data.datasets import H5SegmentationDataset, make_loader
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.pseudo import PseudoLabelSet
-    from bdl.training import Resumable, pick_device, seed_everything, setup_torch
+    from bdl.runtime import pick_device, seed_everything, setup_torch
+    from bdl.training import Resumable
 
     if args.iterations <= 0:
         raise BDLError(f"--iterations must be > 0, got {args.iterations}")

@@ -68,7 +68,8 @@ def main(args):
     from bdl.data.datasets import make_loader
     from bdl.loops.translator import train_translator
     from bdl.models import segmenter_from_checkpoint
-    from bdl.training import Resumable, pick_device, seed_everything, setup_torch
+    from bdl.runtime import pick_device, seed_everything, setup_torch
+    from bdl.training import Resumable
 
     if args.iterations <= 0:
         raise BDLError(f"--iterations must be > 0, got {args.iterations}")

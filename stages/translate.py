@@ -29,7 +29,7 @@ def main(args):
     from bdl.data.datasets import make_loader
     from bdl.loops.inference import translate_set
     from bdl.models import build_translator
-    from bdl.training import Speed, pick_device, seed_everything, setup_torch
+    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
 
     device = pick_device(args.device)
     setup_torch(device, args.threads)
@@ -43,7 +43,7 @@ def main(args):
     attrs = {"made_by": "translate", "translator": str(args.translator),
              "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}
     n = translate_set(generator, make_loader(ds, args.batch_size, False, args.workers), args.out, attrs, device,
-                      tuple(first.shape[-2:]), Speed.of(args, device))
+                      tuple(first.shape[-2:]), ComputeFormat.of(args, device))
     print(f"wrote {n} translated images to {args.out}", file=sys.stderr)
 
 

@@ -1,5 +1,5 @@
 """oneDNN's bf16 + channels_last heap corruption (torch 2.14.1 / oneDNN 3.12.0 on AVX512-BF16 CPUs): the probe
-tells crashes from clean runs, the check script reports this machine, and Speed falls back with one line."""
+tells crashes from clean runs, the check script reports this machine, and ComputeFormat falls back with one line."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import NO_BF16_KERNELS, REPO
 
-from bdl import onednn, training
+from bdl import onednn, runtime
 
 
 def test_probe_tells_a_crash_from_a_clean_run():
@@ -37,7 +37,7 @@ def fake_probe(monkeypatch):
 
     def install(answer):
         monkeypatch.setattr(onednn, "probe", lambda: calls.append(1) or answer)
-        monkeypatch.setattr(training, "_warned", False)
+        monkeypatch.setattr(runtime, "_warned", False)
         return calls
 
     return install
@@ -46,7 +46,7 @@ def fake_probe(monkeypatch):
 def test_affected_cpu_turns_channels_last_off_with_one_line(fake_probe, capsys):
     fake_probe((False, "exit -6: double free or corruption (!prev)"))
     cpu = torch.device("cpu")
-    first, second = training.Speed(cpu, "on", "on"), training.Speed(cpu, "on", "on")
+    first, second = runtime.ComputeFormat(cpu, "on", "on"), runtime.ComputeFormat(cpu, "on", "on")
     assert first.bf16 and not first.channels_last and not second.channels_last
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("runtime: channels_last turned off for this job: torch ")
@@ -56,9 +56,10 @@ def test_affected_cpu_turns_channels_last_off_with_one_line(fake_probe, capsys):
 def test_safe_cpu_and_other_settings_keep_what_was_asked(fake_probe, capsys):
     calls = fake_probe((True, "ok"))
     cpu = torch.device("cpu")
-    assert training.Speed(cpu, "on", "on").channels_last and len(calls) == 1
+    assert runtime.ComputeFormat(cpu, "on", "on").channels_last and len(calls) == 1
     fake_probe((False, "faked"))
     # the probe runs only for the combination that can corrupt: bf16 and channels_last both on, on a CPU
-    assert training.Speed(cpu, "off", "on").channels_last and training.Speed(cpu, "auto", "on").channels_last
-    assert not training.Speed(cpu, "on", "off").channels_last and training.Speed(cpu, "on", "off").bf16
+    fmt = runtime.ComputeFormat
+    assert fmt(cpu, "off", "on").channels_last and fmt(cpu, "auto", "on").channels_last
+    assert not fmt(cpu, "on", "off").channels_last and fmt(cpu, "on", "off").bf16
     assert len(calls) == 1 and capsys.readouterr().err == ""

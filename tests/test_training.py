@@ -8,7 +8,7 @@ def test_setup_torch_on_cpu_turns_on_deterministic_algorithms_without_loading_in
     # A fresh process: the flag is global, and the point is what setup_torch itself imports.
     code = (
         "import sys, torch\n"
-        "from bdl.training import setup_torch\n"
+        "from bdl.runtime import setup_torch\n"
         "assert not torch.are_deterministic_algorithms_enabled()\n"
         "setup_torch(torch.device('cpu'), 1)\n"
         "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
@@ -24,7 +24,7 @@ def test_freed_activations_stay_in_the_heap_instead_of_being_faulted_in_again():
     # 12 runs), so the control is fixed: blocks served by fresh mappings, the defaults' starting point.
     code = (
         "import ctypes, resource, sys, torch\n"
-        "from bdl.training import keep_freed_memory\n"
+        "from bdl.runtime import keep_freed_memory\n"
         "if sys.argv[1] == 'keep': assert keep_freed_memory()\n"
         "else: assert ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MiB\n"
         "def batch():\n"

@@ -4,8 +4,6 @@ Images stay uint8 (3xHxW) until they reach the device, which keeps worker-to-mai
 labels are resized with nearest neighbour so no class is invented at boundaries, and padding uses 255.
 """
 
-import queue
-import threading
 from pathlib import Path
 
 import h5py
@@ -192,70 +190,3 @@ def infinite(loader, start_step: int = 0):
             loader.dataset.epoch = epoch
         yield from loader
         epoch, skip = epoch + 1, 0
-
-
-_END = object()
-
-
-def ahead(iterable, device):
-    """``iterable`` read ahead on a helper thread when the model runs on a GPU; as is on the CPU.
-
-    On a GPU the host is idle while a step runs, so batch collation, pinning and the main-process part of
-    loading overlap it. On a CPU the model's threads already fill the cores: measured on the 2-core demo
-    machine, a read-ahead thread made pseudo-labelling slower (0.82 -> 1.06 s for 400 images), not faster.
-    """
-    return Prefetch(iterable) if torch.device(device).type == "cuda" else iterable
-
-
-class Prefetch:
-    """Iterates ``iterable`` on a helper thread, ``depth`` items ahead of the consumer.
-
-    Order is unchanged (one thread, in sequence) and augmentation is seeded per index, so results do not
-    depend on it. An exception in the thread (a bad file's BDLError) is raised in the consumer at the item
-    where it happened.
-    """
-
-    def __init__(self, iterable, depth: int = 2):
-        self._queue, self._stop = queue.Queue(depth), threading.Event()
-        self._len = len(iterable) if hasattr(iterable, "__len__") else None
-        self._thread = threading.Thread(target=self._fill, args=(iter(iterable),), daemon=True,
-                                        name="bdl-prefetch")
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _fill(self, it):
-        try:
-            for item in it:
-                if not self._put((True, item)):
-                    return
-            self._put((False, _END))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._put((False, exc))
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        ok, item = self._queue.get()
-        if ok:
-            return item
-        self._stop.set()
-        if item is _END:
-            raise StopIteration
-        raise item
-
-    def __len__(self):
-        return self._len
-
-    def close(self) -> None:
-        """Stops the thread (it may be blocked ahead of a consumer that has finished)."""
-        self._stop.set()
-        self._thread.join(timeout=5)

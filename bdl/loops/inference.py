@@ -8,23 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from bdl.artifacts import H5Writer
-from bdl.data.datasets import ahead
 from bdl.data.labels import IGNORE, NUM_CLASSES
 from bdl.metrics import ConfusionMatrix
 from bdl.models.cyclegan import to_gan
 from bdl.pseudo import ClasswiseMedian, apply_thresholds, class_thresholds
-from bdl.training import Speed, progress
+from bdl.runtime import ComputeFormat
+from bdl.training import progress
 
 
-def _pad_to(x: torch.Tensor, multiple: int):
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-    return x, h, w
-
-
-class _Behind:
+class _HostWorkQueue:
     """Runs each batch's host-side finishing work (dtype conversions, histograms, HDF5 writes) on one helper
     thread while a GPU computes the next batch; the kernels release the GIL, so that work hides entirely.
     On a CPU the model's threads already fill the cores and there is nothing to hide it behind: the work
@@ -64,30 +56,30 @@ class _Behind:
 
 
 @torch.no_grad()
-def translate_set(generator, loader, out_path, attrs: dict, device, size_hw, speed: Speed | None = None) -> int:
+def translate_set(generator, loader, out_path, attrs: dict, device, size_hw,
+                  compute: ComputeFormat | None = None) -> int:
     """F over every source image; writes images, source labels and names to one HDF5 file."""
-    speed = _speed(speed, device)
-    speed.model(generator).eval()
+    compute = _compute_format(compute, device)
+    compute.model(generator).eval()
     n = len(loader.dataset)
     h, w = size_hw
     start = 0
     with H5Writer(out_path, n, {"images": ((h, w, 3), "uint8"), "labels": ((h, w), "uint8")}, attrs) as out, \
-            _Behind(device) as behind:
-        for batch in progress(ahead(loader, device), total=len(loader), desc="translate"):
-            x, h0, w0 = _pad_to(to_gan(batch["image"], device), 4)  # two stride-2 steps need /4 sizes
-            with speed.autocast():
-                fake = generator(speed.images(x))[..., :h0, :w0].float()
+            _HostWorkQueue(device) as queue:
+        for batch in progress(loader, total=len(loader), desc="translate"):
+            with compute.autocast():  # the generator pads odd sizes itself and returns the input's size
+                fake = generator(compute.images(to_gan(batch["image"], device))).float()
             images = ((fake + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
             images = images.to("cpu", non_blocking=True)
             names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
-            behind.submit(_write_translated, out, start, names, images, batch["label"], _ready_event(device))
+            queue.submit(_write_translated, out, start, names, images, batch["label"], _ready_event(device))
             start += len(names)
     return n
 
 
-def _speed(speed: Speed | None, device) -> Speed:
+def _compute_format(compute: ComputeFormat | None, device) -> ComputeFormat:
     # callers outside the stages (tests, benchmarks) get plain fp32, the reproducible default
-    return speed if speed is not None else Speed(device, "off", "off")
+    return compute if compute is not None else ComputeFormat(device, "off", "off")
 
 
 def _ready_event(device):
@@ -110,18 +102,18 @@ def _write_translated(out, start, names, images, labels, ready):
 
 
 @torch.no_grad()
-def predict(model, images_uint8: torch.Tensor, device, speed: Speed | None = None):
+def predict(model, images_uint8: torch.Tensor, device, compute: ComputeFormat | None = None):
     """Softmax max-probability and argmax of M for a uint8 batch."""
-    speed = _speed(speed, device)
-    with speed.autocast():
-        logits = model(speed.images(images_uint8.to(device, non_blocking=True).float().div_(255)))
+    compute = _compute_format(compute, device)
+    with compute.autocast():
+        logits = model(compute.images(images_uint8.to(device, non_blocking=True).float().div_(255)))
     prob, pred = F.softmax(logits.float(), 1).max(1)
     return prob, pred
 
 
 @torch.no_grad()
 def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
-                     speed: Speed | None = None):
+                     compute: ComputeFormat | None = None):
     """Write pred and its max probability (float16) for every target train image, and the class thresholds.
 
     One pass predicts, stores and fills the per-class histograms of the stored probabilities; from them
@@ -129,8 +121,8 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     The labels themselves (255 below the threshold) are made when the set is read
     (``PseudoLabelSet``): a second pass writing them cost as much as the prediction's other I/O together.
     """
-    speed = _speed(speed, device)
-    speed.model(model).eval()
+    compute = _compute_format(compute, device)
+    compute.model(model).eval()
     n = len(loader.dataset)
     stats = ClasswiseMedian(NUM_CLASSES, cap=threshold)
 
@@ -140,14 +132,14 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
         out.write(start, names, pred=pred.numpy(), prob=prob.numpy())
 
     with H5Writer(out_path, n, pseudo_label_arrays(size_hw), attrs) as out:
-        with _Behind(device) as behind:
+        with _HostWorkQueue(device) as queue:
             start = 0
-            for batch in progress(ahead(loader, device), total=len(loader), desc="pseudo-label"):
-                prob, pred = predict(model, batch["image"], device, speed)
+            for batch in progress(loader, total=len(loader), desc="pseudo-label"):
+                prob, pred = predict(model, batch["image"], device, compute)
                 prob = prob.to(torch.float16).to("cpu", non_blocking=True)
                 pred = pred.to(torch.uint8).to("cpu", non_blocking=True)
                 names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
-                behind.submit(finish, start, names, prob, pred, _ready_event(device))
+                queue.submit(finish, start, names, prob, pred, _ready_event(device))
                 start += len(names)
         thresholds = class_thresholds(mode, threshold, stats)
         predicted, kept = stats.predicted(), stats.kept(thresholds)
@@ -166,7 +158,7 @@ def pseudo_label_arrays(size_hw) -> dict:
 
 @torch.no_grad()
 def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None, thresholds=None,
-                 speed: Speed | None = None):
+                 compute: ComputeFormat | None = None):
     """Confusion matrix of M on labelled target images at the label's own resolution.
 
     The image may be resized for the model; logits are upsampled back to the original label size,
@@ -174,8 +166,8 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
     With ``thresholds`` (those M used for its pseudo-labels) it also measures what pseudo-labels of M
     would be on these labelled images: per predicted class, pixels kept and pixels kept correctly.
     """
-    speed = _speed(speed, device)
-    speed.model(model).eval()
+    compute = _compute_format(compute, device)
+    compute.model(model).eval()
     cm = ConfusionMatrix()
     kept = []
     pl = {"predicted": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64),
@@ -183,8 +175,8 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
     for i in progress(range(len(dataset)), total=len(dataset), desc="evaluate"):
         item = dataset[i]
         full = torch.from_numpy(decode(dataset.samples[i].label).astype(np.int64))
-        with speed.autocast():
-            logits = model(speed.images(item["image"].unsqueeze(0).to(device).float().div_(255)))
+        with compute.autocast():
+            logits = model(compute.images(item["image"].unsqueeze(0).to(device).float().div_(255)))
         logits = F.interpolate(logits.float(), size=full.shape, mode="bilinear", align_corners=False)
         prob, pred = F.softmax(logits, 1).max(1)
         pred, prob = pred[0].cpu(), prob[0].cpu()

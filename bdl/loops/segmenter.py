@@ -8,11 +8,12 @@ for the output-space adversarial term and, in SSL mode, their pseudo-labels.
 import torch
 import torch.nn.functional as F
 
-from bdl.data.datasets import ahead, infinite
+from bdl.data.datasets import infinite
 from bdl.data.labels import NUM_CLASSES
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
-from bdl.training import LossLog, Resumable, Speed, check_finite, log_step, poly_lr, progress, set_lr
+from bdl.runtime import ComputeFormat
+from bdl.training import LossLog, Resumable, check_finite, log_step, poly_lr, progress, set_lr
 
 SOURCE, TARGET = 0.0, 1.0  # domain labels of D, as in the reference code
 
@@ -26,14 +27,14 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
 
     In SSL mode ``target_loader`` yields pseudo-labels as 'label' (255 = ignored).
     """
-    speed = Speed.of(cfg, device)
-    speed.model(model).train()
+    compute = ComputeFormat.of(cfg, device)
+    compute.model(model).train()
     adapt = target_loader is not None and cfg.lambda_adv > 0
     opt = torch.optim.SGD(model.param_groups(cfg.lr), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     disc = opt_d = None
     if adapt:
-        disc = speed.model(OutputDiscriminator(NUM_CLASSES, cfg.ndf)).train()
+        disc = compute.model(OutputDiscriminator(NUM_CLASSES, cfg.ndf)).train()
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.9, 0.99))
     log, start = LossLog(), 0
     state = resumable.load()
@@ -46,8 +47,8 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
         log, start = LossLog(state["log"]), int(state["step"])
         torch.set_rng_state(state["rng"])
 
-    src_iter = ahead(infinite(source_loader, start_step=start), device)
-    tgt_iter = ahead(infinite(target_loader, start_step=start), device) if target_loader is not None else None
+    src_iter = infinite(source_loader, start_step=start)
+    tgt_iter = infinite(target_loader, start_step=start) if target_loader is not None else None
     bar = progress(range(start, cfg.iterations), total=cfg.iterations, desc=stage)
     bar.update(start)
     for step in range(start, cfg.iterations):
@@ -55,14 +56,14 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
         batch = next(src_iter)
-        images, labels = speed.images(to_unit(batch["image"], device)), batch["label"].to(device, non_blocking=True)
+        images, labels = compute.images(to_unit(batch["image"], device)), batch["label"].to(device, non_blocking=True)
         tbatch = next(tgt_iter) if tgt_iter is not None else None
-        with speed.autocast():
+        with compute.autocast():
             pred_s = model(images)
             losses = {"seg": seg_ce(pred_s, labels)}
             total = losses["seg"]
             if tbatch is not None:
-                pred_t = model(speed.images(to_unit(tbatch["image"], device)))
+                pred_t = model(compute.images(to_unit(tbatch["image"], device)))
                 if "label" in tbatch:
                     losses["seg_target"] = seg_ce(pred_t, tbatch["label"].to(device, non_blocking=True))
                     total = total + losses["seg_target"]
@@ -80,7 +81,7 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
                 p.requires_grad_(True)
             set_lr(opt_d, poly_lr(cfg.lr_d, step, cfg.iterations, cfg.power))
             opt_d.zero_grad(set_to_none=True)
-            with speed.autocast():
+            with compute.autocast():
                 d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s.detach(), 1)), SOURCE)
                                 + bce_adv(disc(F.softmax(pred_t.detach(), 1)), TARGET))
             d_loss.backward()

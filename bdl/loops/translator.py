@@ -7,11 +7,12 @@ import itertools
 
 import torch
 
-from bdl.data.datasets import ahead, infinite
+from bdl.data.datasets import infinite
 from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, gan_to_unit, to_gan
 from bdl.models.factory import build_translator
-from bdl.training import LossLog, Resumable, Speed, check_finite, log_step, progress
+from bdl.runtime import ComputeFormat
+from bdl.training import LossLog, Resumable, check_finite, log_step, progress
 
 
 def linear_decay(step: int, total: int, decay_start: int) -> float:
@@ -23,10 +24,10 @@ def linear_decay(step: int, total: int, decay_start: int) -> float:
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg, device, resumable: Resumable,
                      stage="train_translator"):
-    speed = Speed.of(cfg, device)
-    F_ab, F_ba = (speed.model(g).train() for g in build_translator(arch))
-    D_a = speed.model(PatchDiscriminator(cfg.ndf)).train()
-    D_b = speed.model(PatchDiscriminator(cfg.ndf)).train()
+    compute = ComputeFormat.of(cfg, device)
+    F_ab, F_ba = (compute.model(g).train() for g in build_translator(arch))
+    D_a = compute.model(PatchDiscriminator(cfg.ndf)).train()
+    D_b = compute.model(PatchDiscriminator(cfg.ndf)).train()
     opt_g = torch.optim.Adam(itertools.chain(F_ab.parameters(), F_ba.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(itertools.chain(D_a.parameters(), D_b.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -34,7 +35,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
     gan = GANLoss(cfg.gan_mode)
     use_per = segmenter is not None and (cfg.lambda_per > 0 or cfg.lambda_per_recon > 0)
     if use_per:  # M is a fixed judge of semantics here: eval mode, no gradient into its weights
-        speed.model(segmenter).eval()
+        compute.model(segmenter).eval()
         for p in segmenter.parameters():
             p.requires_grad_(False)
 
@@ -52,7 +53,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         gen.set_state(state["pool_rng"])
         log, start = LossLog(state["log"]), int(state["step"])
 
-    a_iter, b_iter = ahead(infinite(source_loader, start), device), ahead(infinite(target_loader, start), device)
+    a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
     bar = progress(total=cfg.iterations, desc=stage)
     bar.update(start)
     for step in range(start, cfg.iterations):
@@ -60,13 +61,13 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * scale
-        real_A = speed.images(to_gan(next(a_iter)["image"], device))
-        real_B = speed.images(to_gan(next(b_iter)["image"], device))
+        real_A = compute.images(to_gan(next(a_iter)["image"], device))
+        real_B = compute.images(to_gan(next(b_iter)["image"], device))
 
         for p in itertools.chain(D_a.parameters(), D_b.parameters()):
             p.requires_grad_(False)
         opt_g.zero_grad(set_to_none=True)
-        with speed.autocast():
+        with compute.autocast():
             fake_B, fake_A = F_ab(real_A), F_ba(real_B)
             rec_A, rec_B = F_ba(fake_B), F_ab(fake_A)
             losses = {
@@ -94,7 +95,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
             p.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
         old_B, old_A = pool_b.query(fake_B.float()), pool_a.query(fake_A.float())  # the pool keeps float32
-        with speed.autocast():
+        with compute.autocast():
             d_loss = 0.5 * (gan(D_b(real_B), True) + gan(D_b(old_B), False)) \
                 + 0.5 * (gan(D_a(real_A), True) + gan(D_a(old_A), False))
         d_loss.backward()
