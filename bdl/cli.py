@@ -5,12 +5,6 @@ import os
 import sys
 import traceback
 
-# Snakemake runs several jobs at once, often more threads than cores. OpenMP's default busy-waiting
-# makes oversubscribed torch jobs crawl (two 2-thread translator jobs on 2 cores: 0.38 it/s each), and
-# passive waiting halves a lone job's speed (1.43 vs 2.73 it/s). A short spin keeps both (2.2 alone,
-# 1.0 each when two share the cores). Must be set before torch loads its OpenMP runtime.
-os.environ.setdefault("GOMP_SPINCOUNT", "2000")
-
 from bdl import BDLError
 from bdl.defaults import default, switch
 
@@ -53,7 +47,13 @@ def option_args(options: dict, skip=()) -> list[str]:
 
 
 def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
-    """Parse, run ``main(args)``; a BDLError becomes ``error: <message>`` on one line and exit code 2."""
+    """A stage's entry point: process-wide settings, then parse and run ``main(args)``; a BDLError becomes
+    ``error: <message>`` on one line and exit code 2."""
+    # Snakemake runs several jobs at once, often more threads than cores. OpenMP's default busy-waiting
+    # makes oversubscribed torch jobs crawl (two 2-thread translator jobs on 2 cores: 0.38 it/s each), and
+    # passive waiting halves a lone job's speed (1.43 vs 2.73 it/s). A short spin keeps both (2.2 alone,
+    # 1.0 each when two share the cores). Set before torch, which stages import inside main, loads OpenMP.
+    os.environ.setdefault("GOMP_SPINCOUNT", "2000")
     args = parser.parse_args(argv)
     if os.environ.get("SLURM_JOB_ID"):
         # a stage log then ties back to sacct/squeue and to SLURM's own log of the same job
@@ -122,10 +122,12 @@ def add_dataset_args(p: argparse.ArgumentParser, prefix: str, what: str) -> None
     g.add_argument(f"--{prefix}-root", help="dataset root folder")
     g.add_argument(f"--{prefix}-list", default=None, help="optional list file of images (gta5, synthia, list)")
     g.add_argument(f"--{prefix}-label-map", default=None, help="'id trainId' table for format 'list'")
-    g.add_argument(f"--{prefix}-split", default="train", help="split folder (Cityscapes layout)")
+    g.add_argument(f"--{prefix}-split", default=default("source.split" if prefix == "source" else "target.train_split"),
+                   help="split folder (Cityscapes layout)")
     g.add_argument(f"--{prefix}-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="resize images (bilinear) and labels (nearest) to W H on load")
-    g.add_argument(f"--{prefix}-on-mismatch", choices=("error", "skip", "resize"), default="error",
+    g.add_argument(f"--{prefix}-on-mismatch", choices=("error", "skip", "resize"),
+                   default=default(f"{prefix}.on_mismatch"),
                    help="a label whose size differs from its image's: refuse, leave the pair out, or resize the "
                         "label (nearest) to the image")
 

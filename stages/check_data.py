@@ -12,14 +12,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl.cli import add_dataset_args, dataset_spec, run  # noqa: E402
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__)
     add_dataset_args(p, "source", "labelled source")
     add_dataset_args(p, "target", "target: train images, val images and labels")
-    p.add_argument("--target-train-split", default="train")
-    p.add_argument("--target-val-split", default="val")
+    p.add_argument("--target-train-split", default=default("target.train_split"))
+    p.add_argument("--target-val-split", default=default("target.val_split"))
     p.add_argument("--oracle", action="store_true", help="also check target train labels (oracle runs use them)")
     p.add_argument("--out", required=True, help="summary (.json)")
     return p

@@ -16,7 +16,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
     add_dataset_args(p, "target", "labelled evaluation images")
-    p.add_argument("--split", default="val", help="split to evaluate (Cityscapes layout)")
+    p.add_argument("--split", default=default("target.val_split"), help="split to evaluate (Cityscapes layout)")
     p.add_argument("--predictions", help="folder for colour prediction PNGs")
     p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
