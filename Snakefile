@@ -4,6 +4,7 @@
 configfile: "config/config.yaml"
 
 
+include: "workflow/rules/config.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/segmenter.smk"

@@ -23,6 +23,11 @@ def default(key: str):
     return node["default"]
 
 
+def on_off(value) -> str:
+    """A true/false/auto config value as the stages' on/off/auto flag value."""
+    return {True: "on", False: "off"}.get(value, value)
+
+
 def switch(key: str) -> str:
-    """A true/false/auto config default as the stages' on/off/auto flag value."""
-    return {True: "on", False: "off"}.get(default(key), default(key))
+    """A true/false/auto config key's default as the stages' flag value."""
+    return on_off(default(key))

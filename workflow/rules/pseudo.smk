@@ -33,20 +33,13 @@ rule pseudo_label:
         " --out {output:q} > {log:q} 2>&1"
 
 
-rule gallery_pseudo:
+use rule gallery_translated as gallery_pseudo with:
     input:
         f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
     output:
         report(f"{R}/round{{k}}/ssl{{n}}/gallery.png", category="Pseudo-labels", subcategory="round {k}"),
     params:
+        set=lambda w, input: flags(pseudo=input[0]),
         args=lambda w: data_flags("target"),
     log:
         f"{R}/logs/round{{k}}/ssl{{n}}_gallery.log",
-    conda:
-        "../envs/bdl.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    shell:
-        "python stages/gallery.py --pseudo {input:q} {params.args} --out {output:q} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
 # The segmenter M: M0 on the source, M_k adversarial on the translated source, SSL steps, the oracle.
+# One rule body (train_m0's); the others change only their inputs, outputs, flags and log.
 
 
 rule train_m0:
@@ -11,6 +12,7 @@ rule train_m0:
         curves=report(f"{R}/m0/curves.png", category="Loss curves", subcategory="M0"),
     params:
         args=lambda w: f"{seg_train_flags('source')} {data_flags('source')} {cache_flags('source')}",
+        inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
         f"{R}/logs/m0/train.log",
@@ -20,11 +22,11 @@ rule train_m0:
     resources:
         **res("gpu"),
     shell:
-        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
+        "python stages/train_segmenter.py {params.args} {params.inputs} {params.runtime} --threads {threads}"
         " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
-rule train_oracle:
+use rule train_m0 as train_oracle with:
     input:
         data_inputs(),
     output:
@@ -33,20 +35,13 @@ rule train_oracle:
         curves=report(f"{R}/oracle/curves.png", category="Loss curves", subcategory="oracle"),
     params:
         args=lambda w: f"{seg_train_flags('oracle')} {data_flags('target')}",
+        inputs="",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
         f"{R}/logs/oracle/train.log",
-    conda:
-        "../envs/bdl.yaml"
-    threads: RT["threads"]
-    resources:
-        **res("gpu"),
-    shell:
-        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
-        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
-rule train_adversarial:
+use rule train_m0 as train_adversarial with:
     input:
         data_inputs(),
         cache_of("target"),
@@ -58,21 +53,13 @@ rule train_adversarial:
         curves=report(f"{R}/round{{k}}/adv/curves.png", category="Loss curves", subcategory="round {k}"),
     params:
         args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
+        inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
         f"{R}/logs/round{{k}}/adv_train.log",
-    conda:
-        "../envs/bdl.yaml"
-    threads: RT["threads"]
-    resources:
-        **res("gpu"),
-    shell:
-        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
-        " --translated {input.translated:q} --init {input.init:q}"
-        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
-rule train_ssl:
+use rule train_m0 as train_ssl with:
     input:
         data_inputs(),
         cache_of("target"),
@@ -85,15 +72,7 @@ rule train_ssl:
         curves=report(f"{R}/round{{k}}/ssl{{n}}/curves.png", category="Loss curves", subcategory="round {k}"),
     params:
         args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')} {cache_flags('target')}",
+        inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
     log:
         f"{R}/logs/round{{k}}/ssl{{n}}_train.log",
-    conda:
-        "../envs/bdl.yaml"
-    threads: RT["threads"]
-    resources:
-        **res("gpu"),
-    shell:
-        "python stages/train_segmenter.py {params.args} {params.runtime} --threads {threads}"
-        " --translated {input.translated:q} --pseudo {input.pseudo:q} --init {input.init:q}"
-        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"

@@ -59,6 +59,7 @@ rule gallery_translated:
     output:
         report(f"{R}/round{{k}}/gallery.png", category="Translated source", subcategory="round {k}"),
     params:
+        set=lambda w, input: flags(translated=input[0]),
         args=lambda w: data_flags("source"),
     log:
         f"{R}/logs/round{{k}}/gallery.log",
@@ -69,4 +70,4 @@ rule gallery_translated:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python stages/gallery.py --translated {input:q} {params.args} --out {output:q} > {log:q} 2>&1"
+        "python stages/gallery.py {params.set} {params.args} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,125 @@
+# The config: defaults from the schema, validation, and the checks that stop a run before its first job
+# (layout, frame sizes, weights). Every key is described in ../schemas/config.schema.yaml.
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+SCHEMA = yaml.safe_load(Path(workflow.source_path("../schemas/config.schema.yaml")).read_text())
+
+
+def schema_defaults(schema):
+    """The full default config: each object's properties filled from their 'default'."""
+    if schema.get("type") == "object" and "properties" in schema:
+        return {k: schema_defaults(v) for k, v in schema["properties"].items()}
+    return schema.get("default")
+
+
+def merged(defaults, user):
+    out = dict(defaults)
+    for k, v in user.items():
+        out[k] = merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+    return out
+
+
+def config_error(message):
+    # one line, before any job runs; snakemake would otherwise print a long validation dump
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def is_dry_run():
+    # snakemake 9 knows -n at parse time through its output settings; workflow.dryrun only once it executes
+    return bool(getattr(getattr(workflow, "output_settings", None), "dryrun", False) or workflow.dryrun)
+
+
+def validate_config(cfg):
+    full = merged(schema_defaults(SCHEMA), cfg)
+    errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(full), key=lambda e: list(e.absolute_path))
+    for err in errors:
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            where = f"{key}." if err.absolute_path else ""
+            config_error(f"config key '{where}{extra[0]}' is not a known key (see config/README.md)")
+        config_error(f"config key '{key}': {err.message}")
+    if (full["source"]["root"] is None) != (full["target"]["root"] is None):
+        config_error("config keys 'source.root' and 'target.root': give both (real data) or neither (demo pair)")
+    results = Path(full["results"])
+    if is_dry_run():  # a dry run leaves no trace: ask whether the folder could be made, make nothing
+        nearest = next(p for p in (results, *results.absolute().parents) if p.exists())
+        if not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):
+            why = "not a folder" if not nearest.is_dir() else "not writable"
+            config_error(f"config key 'results': folder '{results}' is not writable ('{nearest}' is {why})")
+        return full
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        # a uniquely named probe: every SLURM job parses this file too, several at once in one folder
+        with tempfile.TemporaryFile(dir=results):
+            pass
+    except OSError as exc:
+        config_error(f"config key 'results': folder '{results}' is not writable ({exc.strerror})")
+    return full
+
+
+def validate_layout(cfg):
+    """List the configured data before any job: missing roots, wrong layouts, empty splits and images
+    without labels stop the workflow here, in one line. Pixels are checked by the check_data job.
+    Returns the header size of each training domain's first image: domain -> ((w, h), file)."""
+    from bdl.data.readers import DataError, DatasetSpec, image_size
+
+    first = {}
+    try:
+        for domain, split, labelled in (("source", cfg["source"]["split"], True),
+                                        ("target", cfg["target"]["train_split"], cfg["oracle"]),
+                                        ("target", cfg["target"]["val_split"], True)):
+            d = cfg[domain]
+            spec = DatasetSpec(d["format"], d["root"], split, d["list_file"], d["label_map"])
+            samples = spec.samples(with_labels=labelled)
+            for sample in samples:
+                if sample.label is not None and not sample.label.is_file():
+                    raise DataError(f"{sample.label}: label file not found for image {sample.image.name}")
+            first.setdefault(domain, (image_size(samples[0].image), str(samples[0].image)))
+    except DataError as exc:
+        config_error(f"{domain} data: {exc}")
+    return first
+
+
+def validate_weights(cfg):
+    """segmenter.weights that is missing (torchvision's cache offline, a path) or does not fit stops here."""
+    from bdl.preflight import weights_refusal
+
+    refusal = weights_refusal(cfg["segmenter"])
+    if refusal:
+        config_error(refusal)
+
+
+def validate_sizes(cfg, first_frames):
+    """Frames or crops too small for a discriminator stop here, naming the key (bdl.sizes)."""
+    from bdl.sizes import size_refusal
+
+    frames = {}
+    for domain in ("source", "target"):
+        if cfg[domain]["size"] is not None:
+            frames[domain] = (cfg[domain]["size"], None)
+        elif first_frames:
+            frames[domain] = first_frames[domain]
+        else:
+            frames[domain] = ((cfg["demo"]["width"], cfg["demo"]["height"]), "demo.width/demo.height")
+    refusal = size_refusal(cfg, frames)
+    if refusal:
+        config_error(refusal)
+
+
+_full = validate_config(config)
+config.clear()
+config.update(_full)
+validate_sizes(config, validate_layout(config) if config["source"]["root"] is not None else None)
+if str(getattr(workflow, "exec_mode", "default")).lower().endswith("default"):
+    # the fit check builds the model (~2 s with torch): once, where the run starts, not in each job's parse
+    validate_weights(config)
