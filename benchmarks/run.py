@@ -302,8 +302,9 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
 
 
 def memory_figure(R: Path, threads: int):
+    from measure import stage_peak_rss_mib
+
     from bdl.data.demo import generate
-    from bdl.measure import stage_peak_rss_mib
 
     peaks = {}
     with tempfile.TemporaryDirectory() as tmp:

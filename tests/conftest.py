@@ -23,15 +23,18 @@ def need_folder(path: Path, variable: str) -> Path:
         pytest.fail(f"BDL_REQUIRE_FIXTURES is set but {reason}")
     pytest.skip(reason)
 STAGES = REPO / "stages"
+BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # the benchmark scripts' helpers (measure) are tested too
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # oneDNN's bf16 convolution kernels need AVX512; capped at AVX2 they are never chosen, so tests that force
 # bf16 + channels_last on a CPU run that whole code path on every CPU model (see bdl/onednn.py)
 NO_BF16_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def run_stage(name, *args, check=True, env=None):
-    """Run a stage script the way Snakemake does (``env``: variables added); returns the CompletedProcess."""
-    proc = subprocess.run([sys.executable, str(STAGES / f"{name}.py"), *map(str, args)],
+def run_stage(name, *args, check=True, env=None, folder=STAGES):
+    """Run a stage script (or one from ``folder``) the way Snakemake does (``env``: variables added); returns
+    the CompletedProcess."""
+    proc = subprocess.run([sys.executable, str(folder / f"{name}.py"), *map(str, args)],
                           capture_output=True, text=True, cwd=REPO, env=os.environ | (env or {}))
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

@@ -5,7 +5,7 @@ from conftest import STAGES, run_stage
 
 
 def peak_mib(stage, *args):
-    from bdl.measure import stage_peak_rss_mib
+    from measure import stage_peak_rss_mib
 
     return stage_peak_rss_mib(STAGES / f"{stage}.py", *args)
 
@@ -48,8 +48,7 @@ def test_peak_measure_counts_the_stage_not_its_parent(tmp_path):
     """The figure above means something only if a big parent does not leak into the child's number and a
     child's own allocation shows up in it."""
     import numpy as np
-
-    from bdl.measure import stage_peak_rss_mib
+    from measure import stage_peak_rss_mib
 
     ballast = np.ones(600 * 2**20, np.uint8)  # 600 MiB resident in this (parent) process
     small = tmp_path / "small.py"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Mean and standard deviation over seeds, per row of several metrics.tsv files (same models in each).
 
-  python stages/seed_summary.py results/demo/metrics.tsv results/seed1/metrics.tsv results/seed2/metrics.tsv \\
+  python benchmarks/seed_summary.py results/demo/metrics.tsv results/seed1/metrics.tsv results/seed2/metrics.tsv \\
       --out results/seed_summary.tsv
 Prints a Markdown table of mIoU / mIoU16 / mIoU13 as mean ± std (sample std, n-1) and writes the TSV.
 """
