@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
 from bdl import BDLError
 from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
 
@@ -84,6 +86,69 @@ class LossLog:
             w = csv.DictWriter(fh, keys, delimiter="\t", restval="")
             w.writeheader()
             w.writerows(self.rows)
+
+
+class TorchRNG:
+    """torch's global generator as a checkpointable object (dropout and every draw without a generator)."""
+
+    def state_dict(self):
+        return torch.get_rng_state()
+
+    def load_state_dict(self, state) -> None:
+        torch.set_rng_state(state)
+
+
+class GeneratorState:
+    """A ``torch.Generator`` as a checkpointable object."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self):
+        return self.generator.get_state()
+
+    def load_state_dict(self, state) -> None:
+        self.generator.set_state(state)
+
+
+class TrainingRun:
+    """The skeleton both training loops share. ``state`` names every object a resumed run must get back
+    (modules, optimisers, image pools, random generators: anything with ``state_dict``/``load_state_dict``);
+    ``start`` restores them from the partial checkpoint, ``steps`` counts the remaining iterations under a
+    progress bar, and ``end_step`` logs a loss row every ``log_every`` steps and saves a partial checkpoint
+    every ``resumable.every``, under the names of ``state``.
+    """
+
+    def __init__(self, stage: str, iterations: int, log_every: int, resumable: Resumable, state: dict):
+        self.stage, self.iterations, self.log_every = stage, iterations, log_every
+        self.resumable, self.state = resumable, state
+        self.log, self.first, self.bar = LossLog(), 0, None
+
+    def start(self) -> int:
+        """Restore a partial checkpoint if there is one; the first step to run."""
+        saved = self.resumable.load()
+        if saved is not None:
+            for name, obj in self.state.items():
+                obj.load_state_dict(saved[name])
+            self.log, self.first = LossLog(saved["log"]), int(saved["step"])
+        return self.first
+
+    def steps(self):
+        self.bar = progress(total=self.iterations, desc=self.stage)
+        self.bar.update(self.first)
+        try:
+            yield from range(self.first, self.iterations)
+        finally:
+            self.bar.close()
+
+    def end_step(self, step: int, lr: float, losses: dict) -> None:
+        done = step + 1
+        if done % self.log_every == 0 or done == self.iterations:
+            log_step(self.log, self.bar, self.stage, done, self.iterations, lr, losses)
+        self.bar.update(1)
+        if self.resumable.due(done) and done < self.iterations:
+            self.resumable.save({"kind": "partial", **{name: obj.state_dict() for name, obj in self.state.items()},
+                                 "step": done, "log": self.log.rows})
 
 
 def log_step(log: LossLog, bar, stage: str, step: int, total: int, lr: float, losses: dict) -> None:

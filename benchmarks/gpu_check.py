@@ -81,8 +81,8 @@ def main(args):
     import torch
 
     from bdl.loops.inference import predict
-    from bdl.loops.segmenter import train_segmenter
-    from bdl.loops.translator import train_translator
+    from bdl.loops.segmenter import SegmenterSettings, train_segmenter
+    from bdl.loops.translator import TranslatorSettings, train_translator
     from bdl.models import build_segmenter
     from bdl.runtime import ComputeFormat, pick_device, setup_torch
     from bdl.training import Resumable
@@ -110,22 +110,21 @@ def main(args):
     modes = {"fp32": ("off", "off"), "bf16+channels_last": ("on", "on")}
     results = {}
     for mode, (bf16, cl) in modes.items():
-        for cfg in (seg_cfg, f_cfg):
-            cfg.bf16, cfg.channels_last = bf16, cl
         compute = ComputeFormat(device, bf16, cl)
 
-        def seg_steps(n, mode=mode):
+        def seg_steps(n, mode=mode, compute=compute):
             model = build_segmenter(backbone, width=width, freeze_bn=True)
-            seg_cfg.iterations = n
-            train_segmenter(model, Repeat(src, n), Repeat(tgt, n), seg_cfg, device,
+            settings = SegmenterSettings.from_args(seg_cfg, iterations=n)
+            train_segmenter(model, Repeat(src, n), Repeat(tgt, n), settings, compute, device,
                             Resumable(tmp / "seg.pt", {}, 0), stage=f"segmenter {mode}")
 
         judge = build_segmenter(backbone, width=width, freeze_bn=True)
 
-        def f_steps(n, mode=mode, judge=judge):
-            f_cfg.iterations = n
+        def f_steps(n, mode=mode, judge=judge, compute=compute):
+            f_cfg.iterations = n  # TranslatorSettings.from_args reads it
             train_translator({"ngf": ngf, "n_blocks": blocks}, Repeat({"image": images((crop, crop))}, n),
-                             Repeat({"image": images((crop, crop))}, n), judge, f_cfg, device,
+                             Repeat({"image": images((crop, crop))}, n), judge, TranslatorSettings.from_args(f_cfg),
+                             compute, device,
                              Resumable(tmp / "f.pt", {}, 0), stage=f"translator {mode}")
 
         def infer(n, compute=compute, judge=judge):

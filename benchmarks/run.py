@@ -68,12 +68,12 @@ def main(args):
     from bdl.data.datasets import H5SegmentationDataset, make_loader
     from bdl.data.readers import DatasetSpec
     from bdl.loops.inference import predict, pseudo_label_set, translate_set
-    from bdl.loops.segmenter import train_segmenter
-    from bdl.loops.translator import train_translator
+    from bdl.loops.segmenter import SegmenterSettings, train_segmenter
+    from bdl.loops.translator import TranslatorSettings, train_translator
     from bdl.models import build_translator, segmenter_from_checkpoint
     from bdl.models.cyclegan import to_gan
     from bdl.pseudo import PseudoLabelSet
-    from bdl.runtime import pick_device, setup_torch
+    from bdl.runtime import ComputeFormat, pick_device, setup_torch
     from bdl.training import Resumable
 
     R = Path(args.results)
@@ -128,7 +128,8 @@ def main(args):
                 s, t = InMemoryLoader(s), (InMemoryLoader(t) if t else None)
             model = segmenter_from_checkpoint(seg_ckpt)
             start = time.perf_counter()
-            train_segmenter(model, s, t, cfg, device, Resumable(tmp / "seg.pt", {}, 0), stage=title)
+            train_segmenter(model, s, t, SegmenterSettings.from_args(cfg), ComputeFormat.of(cfg, device), device,
+                            Resumable(tmp / "seg.pt", {}, 0), stage=title)
             return time.perf_counter() - start
 
         report(title, args.steps * bs, *side_by_side(seg_run, args.repeats), 0.9)
@@ -139,7 +140,8 @@ def main(args):
         if bare:
             s, t = InMemoryLoader(s), InMemoryLoader(t)
         start = time.perf_counter()
-        train_translator(f_ckpt["arch"], s, t, segmenter_from_checkpoint(seg_ckpt), f_cfg, device,
+        train_translator(f_ckpt["arch"], s, t, segmenter_from_checkpoint(seg_ckpt), TranslatorSettings.from_args(f_cfg),
+                         ComputeFormat.of(f_cfg, device), device,
                          Resumable(tmp / "f.pt", {}, 0))
         return time.perf_counter() - start
 

@@ -76,7 +76,7 @@ def main(args):
     from bdl.data.datasets import H5SegmentationDataset, make_loader
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.pseudo import PseudoLabelSet
-    from bdl.runtime import pick_device, seed_everything, setup_torch
+    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
     from bdl.training import Resumable
 
     if args.iterations <= 0:
@@ -125,14 +125,14 @@ def main(args):
 
     src_loader = make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True)
     tgt_loader = make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True) if tgt else None
-    if args.mode not in ("adversarial", "ssl"):
-        args.lambda_adv = 0.0
+    from bdl.loops.segmenter import SegmenterSettings, train_segmenter
 
-    from bdl.loops.segmenter import train_segmenter
-
+    # only the adaptation modes train D
+    settings = SegmenterSettings.from_args(args, lambda_adv=args.lambda_adv if args.mode in ("adversarial", "ssl")
+                                           else 0.0)
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
-    model, log = train_segmenter(model, src_loader, tgt_loader, args, device, resumable,
-                                 stage=f"train_segmenter[{args.mode}]")
+    model, log = train_segmenter(model, src_loader, tgt_loader, settings, ComputeFormat.of(args, device), device,
+                                 resumable, stage=f"train_segmenter[{args.mode}]")
     save_checkpoint(args.out, {"kind": "segmenter", "model": model.state_dict(), "arch": arch,
                                "step": args.iterations, "args": recorded_args(args), "log": log.rows})
     resumable.finish()

@@ -66,15 +66,13 @@ def get_args_parser():
 def main(args):
     from bdl.artifacts import load_checkpoint, save_checkpoint
     from bdl.data.datasets import make_loader
-    from bdl.loops.translator import train_translator
+    from bdl.loops.translator import TranslatorSettings, train_translator
     from bdl.models import segmenter_from_checkpoint
-    from bdl.runtime import pick_device, seed_everything, setup_torch
+    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
     from bdl.training import Resumable
 
     if args.iterations <= 0:
         raise BDLError(f"--iterations must be > 0, got {args.iterations}")
-    if args.decay_start is None:
-        args.decay_start = args.iterations // 2
     device = pick_device(args.device)
     setup_torch(device, args.threads)
     seed_everything(args.seed)
@@ -85,11 +83,14 @@ def main(args):
     if args.segmenter:
         segmenter = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
     arch = {"ngf": args.ngf, "n_blocks": args.n_blocks}
+    # CycleGAN's schedule: the learning rate decays linearly over the second half unless told otherwise
+    settings = TranslatorSettings.from_args(
+        args, decay_start=args.iterations // 2 if args.decay_start is None else args.decay_start)
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
     F_ab, F_ba, log = train_translator(
         arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True),
         make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True),
-        segmenter, args, device, resumable)
+        segmenter, settings, ComputeFormat.of(args, device), device, resumable)
     save_checkpoint(args.out, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
                                "arch": arch, "step": args.iterations, "log": log.rows,
                                "args": recorded_args(args)})

@@ -5,6 +5,8 @@ afterwards, the target's own labels for the oracle), plus, when adapting, one ba
 for the output-space adversarial term and, in SSL mode, their pseudo-labels.
 """
 
+from dataclasses import dataclass, fields
+
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +15,7 @@ from bdl.data.labels import NUM_CLASSES
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
 from bdl.runtime import ComputeFormat
-from bdl.training import LossLog, Resumable, check_finite, log_step, poly_lr, progress, set_lr
+from bdl.training import Resumable, TorchRNG, TrainingRun, check_finite, poly_lr, set_lr
 
 SOURCE, TARGET = 0.0, 1.0  # domain labels of D, as in the reference code
 
@@ -22,37 +24,47 @@ def to_unit(images: torch.Tensor, device) -> torch.Tensor:
     return images.to(device, non_blocking=True).float().div_(255)
 
 
-def train_segmenter(model, source_loader, target_loader, cfg, device, resumable: Resumable, stage="train_segmenter"):
-    """Run ``cfg.iterations`` steps; returns (model, LossLog). ``target_loader`` is None for M0/oracle.
+@dataclass(frozen=True)
+class SegmenterSettings:
+    """What the segmenter loop needs of a stage's settings (the stage builds it; the loop reads nothing else)."""
+
+    iterations: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    power: float
+    lambda_adv: float  # 0 trains without D (M0, the oracle)
+    lr_d: float
+    ndf: int
+    log_every: int
+
+    @classmethod
+    def from_args(cls, args, **given):
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)} | given)
+
+
+def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, compute: ComputeFormat, device,
+                    resumable: Resumable, stage="train_segmenter"):
+    """Run ``s.iterations`` steps; returns (model, LossLog). ``target_loader`` is None for M0/oracle.
 
     In SSL mode ``target_loader`` yields pseudo-labels as 'label' (255 = ignored).
     """
-    compute = ComputeFormat.of(cfg, device)
     compute.model(model).train()
-    adapt = target_loader is not None and cfg.lambda_adv > 0
-    opt = torch.optim.SGD(model.param_groups(cfg.lr), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    adapt = target_loader is not None and s.lambda_adv > 0
+    opt = torch.optim.SGD(model.param_groups(s.lr), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    state = {"model": model, "optimizer": opt}
     disc = opt_d = None
     if adapt:
-        disc = compute.model(OutputDiscriminator(NUM_CLASSES, cfg.ndf)).train()
-        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.9, 0.99))
-    log, start = LossLog(), 0
-    state = resumable.load()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if adapt:
-            disc.load_state_dict(state["D"])
-            opt_d.load_state_dict(state["optimizer_D"])
-        log, start = LossLog(state["log"]), int(state["step"])
-        torch.set_rng_state(state["rng"])
+        disc = compute.model(OutputDiscriminator(NUM_CLASSES, s.ndf)).train()
+        opt_d = torch.optim.Adam(disc.parameters(), lr=s.lr_d, betas=(0.9, 0.99))
+        state |= {"D": disc, "optimizer_D": opt_d}
+    run = TrainingRun(stage, s.iterations, s.log_every, resumable, state | {"rng": TorchRNG()})
+    start = run.start()
 
     src_iter = infinite(source_loader, start_step=start)
     tgt_iter = infinite(target_loader, start_step=start) if target_loader is not None else None
-    bar = progress(range(start, cfg.iterations), total=cfg.iterations, desc=stage)
-    bar.update(start)
-    for step in range(start, cfg.iterations):
-        lr = poly_lr(cfg.lr, step, cfg.iterations, cfg.power)
+    for step in run.steps():
+        lr = poly_lr(s.lr, step, s.iterations, s.power)
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
         batch = next(src_iter)
@@ -72,14 +84,14 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
                         p.requires_grad_(False)
                     # M is rewarded when D takes its target output for source output
                     losses["adv"] = bce_adv(disc(F.softmax(pred_t, 1)), SOURCE)
-                    total = total + cfg.lambda_adv * losses["adv"]
+                    total = total + s.lambda_adv * losses["adv"]
         check_finite(stage, step, losses)
         total.backward()
         opt.step()
         if adapt:
             for p in disc.parameters():
                 p.requires_grad_(True)
-            set_lr(opt_d, poly_lr(cfg.lr_d, step, cfg.iterations, cfg.power))
+            set_lr(opt_d, poly_lr(s.lr_d, step, s.iterations, s.power))
             opt_d.zero_grad(set_to_none=True)
             with compute.autocast():
                 d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s.detach(), 1)), SOURCE)
@@ -88,17 +100,8 @@ def train_segmenter(model, source_loader, target_loader, cfg, device, resumable:
             opt_d.step()
             losses["D"] = d_loss
             check_finite(stage, step, {"D": d_loss})
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.iterations:
-            log_step(log, bar, stage, step + 1, cfg.iterations, lr, losses)
-        bar.update(1)
-        if resumable.due(step + 1) and step + 1 < cfg.iterations:
-            state = {"kind": "partial", "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "step": step + 1, "log": log.rows, "rng": torch.get_rng_state()}
-            if adapt:
-                state |= {"D": disc.state_dict(), "optimizer_D": opt_d.state_dict()}
-            resumable.save(state)
-    bar.close()
+        run.end_step(step, lr, losses)
     for it in (src_iter, tgt_iter):
         if it is not None:
             it.close()
-    return model, log
+    return model, run.log

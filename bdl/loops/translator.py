@@ -4,6 +4,7 @@ Names follow CycleGAN: A is the source domain, B the target; F = G_AB, F_inv = G
 """
 
 import itertools
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -12,7 +13,7 @@ from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, gan_to_unit, to_gan
 from bdl.models.factory import build_translator
 from bdl.runtime import ComputeFormat
-from bdl.training import LossLog, Resumable, check_finite, log_step, progress
+from bdl.training import GeneratorState, Resumable, TrainingRun, check_finite
 
 
 def linear_decay(step: int, total: int, decay_start: int) -> float:
@@ -22,41 +23,52 @@ def linear_decay(step: int, total: int, decay_start: int) -> float:
     return max(0.0, 1.0 - (step - decay_start) / max(total - decay_start, 1))
 
 
-def train_translator(arch, source_loader, target_loader, segmenter, cfg, device, resumable: Resumable,
-                     stage="train_translator"):
-    compute = ComputeFormat.of(cfg, device)
+@dataclass(frozen=True)
+class TranslatorSettings:
+    """What the translator loop needs of a stage's settings (the stage builds it; the loop reads nothing else)."""
+
+    iterations: int
+    decay_start: int
+    lr: float
+    beta1: float
+    gan_mode: str
+    pool_size: int
+    lambda_gan: float
+    lambda_cycle: float
+    lambda_idt: float  # a fraction of lambda_cycle, as in CycleGAN
+    lambda_per: float
+    lambda_per_recon: float
+    ndf: int
+    seed: int  # the image pools' draws
+    log_every: int
+
+    @classmethod
+    def from_args(cls, args, **given):
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)} | given)
+
+
+def train_translator(arch, source_loader, target_loader, segmenter, cfg: TranslatorSettings, compute: ComputeFormat,
+                     device, resumable: Resumable, stage="train_translator"):
     F_ab, F_ba = (compute.model(g).train() for g in build_translator(arch))
     D_a = compute.model(PatchDiscriminator(cfg.ndf)).train()
     D_b = compute.model(PatchDiscriminator(cfg.ndf)).train()
     opt_g = torch.optim.Adam(itertools.chain(F_ab.parameters(), F_ba.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(itertools.chain(D_a.parameters(), D_b.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
-    pool_a, pool_b = ImagePool(cfg.pool_size, gen), ImagePool(cfg.pool_size, gen)
+    pool_a, pool_b = ImagePool(cfg.pool_size, gen, device), ImagePool(cfg.pool_size, gen, device)
     gan = GANLoss(cfg.gan_mode)
     use_per = segmenter is not None and (cfg.lambda_per > 0 or cfg.lambda_per_recon > 0)
     if use_per:  # M is a fixed judge of semantics here: eval mode, no gradient into its weights
         compute.model(segmenter).eval()
         for p in segmenter.parameters():
             p.requires_grad_(False)
-
-    log, start = LossLog(), 0
-    state = resumable.load()
-    if state is not None:
-        F_ab.load_state_dict(state["model"])
-        F_ba.load_state_dict(state["model_inv"])
-        D_a.load_state_dict(state["D_A"])
-        D_b.load_state_dict(state["D_B"])
-        opt_g.load_state_dict(state["optimizer"])
-        opt_d.load_state_dict(state["optimizer_D"])
-        pool_a.load_state_dict(state["pool_A"], device)
-        pool_b.load_state_dict(state["pool_B"], device)
-        gen.set_state(state["pool_rng"])
-        log, start = LossLog(state["log"]), int(state["step"])
+    run = TrainingRun(stage, cfg.iterations, cfg.log_every, resumable, {
+        "model": F_ab, "model_inv": F_ba, "D_A": D_a, "D_B": D_b, "optimizer": opt_g, "optimizer_D": opt_d,
+        "pool_A": pool_a, "pool_B": pool_b, "pool_rng": GeneratorState(gen)})
+    start = run.start()
 
     a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
-    bar = progress(total=cfg.iterations, desc=stage)
-    bar.update(start)
-    for step in range(start, cfg.iterations):
+    for step in run.steps():
         scale = linear_decay(step, cfg.iterations, cfg.decay_start)
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
@@ -103,16 +115,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg, device,
         losses["D"] = d_loss
         check_finite(stage, step, {"D": d_loss})
 
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.iterations:
-            log_step(log, bar, stage, step + 1, cfg.iterations, cfg.lr * scale, losses)
-        bar.update(1)
-        if resumable.due(step + 1) and step + 1 < cfg.iterations:
-            resumable.save({
-                "kind": "partial", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
-                "D_A": D_a.state_dict(), "D_B": D_b.state_dict(), "optimizer": opt_g.state_dict(),
-                "optimizer_D": opt_d.state_dict(), "pool_A": pool_a.state_dict(), "pool_B": pool_b.state_dict(),
-                "pool_rng": gen.get_state(), "step": step + 1, "log": log.rows})
-    bar.close()
+        run.end_step(step, cfg.lr * scale, losses)
     a_iter.close()
     b_iter.close()
-    return F_ab, F_ba, log
+    return F_ab, F_ba, run.log

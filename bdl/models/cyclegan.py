@@ -102,8 +102,8 @@ class PatchDiscriminator(nn.Module):
 class ImagePool:
     """A history of generated images: D sees old fakes half the time, which damps oscillation."""
 
-    def __init__(self, size=50, generator: torch.Generator | None = None):
-        self.size, self.images, self.gen = size, [], generator
+    def __init__(self, size=50, generator: torch.Generator | None = None, device="cpu"):
+        self.size, self.images, self.gen, self.device = size, [], generator, device
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
@@ -125,5 +125,5 @@ class ImagePool:
     def state_dict(self):
         return {"images": [t.cpu() for t in self.images]}
 
-    def load_state_dict(self, state, device):
-        self.images = [t.to(device) for t in state["images"]]
+    def load_state_dict(self, state):
+        self.images = [t.to(self.device) for t in state["images"]]
