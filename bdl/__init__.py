@@ -9,3 +9,12 @@ __version__ = "0.1.0"
 
 class BDLError(Exception):
     """An error a user can fix (bad data, config or checkpoint); stages print it as one line."""
+
+
+def __getattr__(name):
+    # bdl.load_segmenter(path) without importing torch on `import bdl` (figure stages import bdl, not torch)
+    if name == "load_segmenter":
+        from bdl.models import load_segmenter
+
+        return load_segmenter
+    raise AttributeError(f"module 'bdl' has no attribute '{name}'")

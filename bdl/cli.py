@@ -9,7 +9,10 @@ from bdl import BDLError
 from bdl.defaults import default, switch
 
 
-def add_runtime_args(p: argparse.ArgumentParser) -> None:
+def add_runtime_args(p: argparse.ArgumentParser, out: str | None = None) -> None:
+    """The runtime flags every model stage takes; ``out``: the help of its required ``--out``."""
+    if out:
+        p.add_argument("--out", required=True, help=out)
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default=default("device"), help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
@@ -22,10 +25,15 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="channels_last memory format for models and images ('auto': on CUDA, off on CPU)")
 
 
-def add_training_log_args(g) -> None:
+def add_training_args(p: argparse.ArgumentParser, g) -> None:
+    """What every training stage takes besides its model and data: logging, runtime and its outputs."""
     g.add_argument("--checkpoint-every", type=int, default=default("runtime.checkpoint_every"),
                    help="steps between resumable checkpoints")
     g.add_argument("--log-every", type=int, default=default("runtime.log_every"), help="steps between loss-log rows")
+    add_runtime_args(p)
+    p.add_argument("--out", required=True, help="final checkpoint (.pt)")
+    p.add_argument("--losses", help="loss log (TSV)")
+    p.add_argument("--curves", help="loss curves (PNG)")
 
 
 def option_args(options: dict, skip=()) -> list[str]:
@@ -105,6 +113,13 @@ def positive_int(text: str) -> int:
     v = int(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def steps(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
     return v
 
 

@@ -167,3 +167,16 @@ def progress(iterable=None, total=None, desc=""):
     interactive = sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, mininterval=0.5 if interactive else 30, file=sys.stderr,
                 dynamic_ncols=interactive, ascii=not interactive)
+
+
+def save_trained(args, checkpoint: dict, log: LossLog, resumable: Resumable, title: str) -> None:
+    """A training stage's outputs: the final checkpoint (then the partial one goes), the loss log and curves."""
+    save_checkpoint(args.out, checkpoint | {"step": args.iterations, "log": log.rows})
+    resumable.finish()
+    if args.losses:
+        log.write(args.losses)
+    if args.curves:
+        from bdl.viz import plot_curves
+
+        plot_curves(log.rows, args.curves, title)
+    print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)

@@ -20,26 +20,23 @@ def get_args_parser():
     p.add_argument("--predictions", help="folder for colour prediction PNGs")
     p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
-    add_runtime_args(p)
-    p.add_argument("--out", required=True, help="metrics (.json)")
+    add_runtime_args(p, out="metrics (.json)")
     return p
 
 
 def main(args):
     import numpy as np
 
-    from bdl.artifacts import load_checkpoint, write_json
+    from bdl.artifacts import write_json
     from bdl.data.datasets import SegmentationDataset
     from bdl.data.labels import CLASS_NAMES, colorize
     from bdl.loops.inference import evaluate_set
-    from bdl.models import segmenter_from_checkpoint
-    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
+    from bdl.models import load_segmenter
+    from bdl.runtime import ComputeFormat, start_process
     from bdl.viz import read_png, save_grid
 
-    device = pick_device(args.device)
-    setup_torch(device, args.threads)
-    seed_everything(args.seed)
-    model = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
+    device = start_process(args)
+    model = load_segmenter(args.segmenter)
     spec = dataset_spec(args, "target", split=args.split)
     samples = spec.samples(with_labels=True, split=args.split)
     ds = SegmentationDataset(samples, None, args.target_size)

@@ -27,23 +27,20 @@ def get_args_parser():
     p.add_argument("--threshold", type=probability, default=default("pseudo_label.threshold"),
                    help="fixed threshold, or the classwise cap")
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
-    add_runtime_args(p)
-    p.add_argument("--out", required=True, help="pseudo-label set (.h5)")
+    add_runtime_args(p, out="pseudo-label set (.h5)")
     return p
 
 
 def main(args):
-    from bdl.artifacts import load_checkpoint, names_hash
+    from bdl.artifacts import names_hash
     from bdl.data.datasets import make_loader
     from bdl.data.labels import CLASS_NAMES
     from bdl.loops.inference import pseudo_label_set
-    from bdl.models import segmenter_from_checkpoint
-    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
+    from bdl.models import load_segmenter
+    from bdl.runtime import ComputeFormat, start_process
 
-    device = pick_device(args.device)
-    setup_torch(device, args.threads)
-    seed_everything(args.seed)
-    model = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
+    device = start_process(args)
+    model = load_segmenter(args.segmenter)
     spec = dataset_spec(args, "target")
     ds = image_set(args, "target", False, spec=spec)
     hw = tuple(ds[0]["image"].shape[-2:])

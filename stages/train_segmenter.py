@@ -15,28 +15,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl import BDLError  # noqa: E402
-from bdl.cli import (  # noqa: E402
-    add_cache_arg,
-    add_dataset_args,
-    add_runtime_args,
-    add_training_log_args,
-    dataset_spec,
-    image_set,
-    positive_int,
-    recorded_args,
-    run,
-)
+from bdl import BDLError, cli  # noqa: E402
 from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", required=True, choices=("source", "adversarial", "ssl", "oracle"))
-    add_dataset_args(p, "source", "labelled source, for --mode source")
-    add_dataset_args(p, "target", "target images; labels only in --mode oracle")
-    add_cache_arg(p, "source")
-    add_cache_arg(p, "target")
+    cli.add_dataset_args(p, "source", "labelled source, for --mode source")
+    cli.add_dataset_args(p, "target", "target images; labels only in --mode oracle")
+    cli.add_cache_arg(p, "source")
+    cli.add_cache_arg(p, "target")
     p.add_argument("--translated", help="translated source set (HDF5 from translate.py) for adversarial/ssl")
     p.add_argument("--pseudo", help="pseudo-label set (HDF5 from pseudo_label.py) for --mode ssl")
     m = p.add_argument_group("model")
@@ -49,7 +38,7 @@ def get_args_parser():
     m.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (reference)")
     m.add_argument("--aspp-dilations", type=int, nargs=4, default=default("segmenter.aspp_dilations"))
     o = p.add_argument_group("optimisation")
-    o.add_argument("--iterations", type=positive_int, required=True,
+    o.add_argument("--iterations", type=cli.steps, required=True,
                    help="training steps (config segmenter.iterations.<mode>)")
     o.add_argument("--batch-size", type=int, default=default("segmenter.batch_size"))
     o.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"), default=None, help="random crop W H")
@@ -62,38 +51,30 @@ def get_args_parser():
                    help="weight of the output-space adversarial loss")
     o.add_argument("--lr-d", type=float, default=default("segmenter.lr_d"), help="Adam learning rate of D")
     o.add_argument("--ndf", type=int, default=default("segmenter.ndf"), help="width of D")
-    add_training_log_args(o)
-    add_runtime_args(p)
-    p.add_argument("--out", required=True, help="final checkpoint (.pt)")
-    p.add_argument("--losses", help="loss log (TSV)")
-    p.add_argument("--curves", help="loss curves (PNG)")
+    cli.add_training_args(p, o)
     return p
 
 
 def main(args):
-    from bdl.artifacts import load_checkpoint, names_hash, read_attrs, save_checkpoint
+    from bdl.artifacts import load_checkpoint, names_hash, read_attrs
     from bdl.data.cache import domain_set
     from bdl.data.datasets import H5SegmentationDataset, make_loader
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.pseudo import PseudoLabelSet
-    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
-    from bdl.training import Resumable
+    from bdl.runtime import ComputeFormat, start_process
+    from bdl.training import Resumable, save_trained
 
-    if args.iterations <= 0:
-        raise BDLError(f"--iterations must be > 0, got {args.iterations}")
     if args.mode in ("adversarial", "ssl") and not args.translated:
         raise BDLError(f"--mode {args.mode} needs --translated")
     if args.mode == "ssl" and not args.pseudo:
         raise BDLError("--mode ssl needs --pseudo")
-    device = pick_device(args.device)
-    setup_torch(device, args.threads)
-    seed_everything(args.seed)
+    device = start_process(args)
     crop, flip = args.crop, not args.no_flip
 
     if args.mode == "source":
-        src = image_set(args, "source", True, crop, flip, args.seed)
+        src = cli.image_set(args, "source", True, crop, flip, args.seed)
     elif args.mode == "oracle":
-        spec = dataset_spec(args, "target")
+        spec = cli.dataset_spec(args, "target")
         src = domain_set(spec, None, args.target_size, True, crop, flip, args.seed)  # labels: never cached
     else:
         src = H5SegmentationDataset(args.translated, crop=crop, flip=flip, seed=args.seed)
@@ -101,13 +82,13 @@ def main(args):
     # with_labels=False: adaptation must never see a target training label
     tgt = None
     if args.mode == "ssl":
-        images = image_set(args, "target", False)
+        images = cli.image_set(args, "target", False)
         names = read_attrs(args.pseudo).get("names_hash")
         if names and names != names_hash([s.name for s in images.samples]):
             raise BDLError(f"{args.pseudo}: pseudo-labels were made for a different target image list")
         tgt = PseudoLabelSet(args.pseudo, images, crop=crop, flip=flip, seed=args.seed + 1)
     elif args.mode == "adversarial":
-        tgt = image_set(args, "target", False, crop, flip, args.seed + 1)
+        tgt = cli.image_set(args, "target", False, crop, flip, args.seed + 1)
 
     if args.init:
         state = load_checkpoint(args.init, kind="segmenter")
@@ -133,17 +114,9 @@ def main(args):
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
     model, log = train_segmenter(model, src_loader, tgt_loader, settings, ComputeFormat.of(args, device), device,
                                  resumable, stage=f"train_segmenter[{args.mode}]")
-    save_checkpoint(args.out, {"kind": "segmenter", "model": model.state_dict(), "arch": arch,
-                               "step": args.iterations, "args": recorded_args(args), "log": log.rows})
-    resumable.finish()
-    if args.losses:
-        log.write(args.losses)
-    if args.curves:
-        from bdl.viz import plot_curves
-
-        plot_curves(log.rows, args.curves, f"segmenter, mode {args.mode}")
-    print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)
+    checkpoint = {"kind": "segmenter", "model": model.state_dict(), "arch": arch, "args": cli.recorded_args(args)}
+    save_trained(args, checkpoint, log, resumable, f"segmenter, mode {args.mode}")
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, get_args_parser()))
+    sys.exit(cli.run(main, get_args_parser()))

@@ -11,26 +11,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl import BDLError  # noqa: E402
-from bdl.cli import (  # noqa: E402
-    add_cache_arg,
-    add_dataset_args,
-    add_runtime_args,
-    add_training_log_args,
-    image_set,
-    positive_int,
-    recorded_args,
-    run,
-)
+from bdl import cli  # noqa: E402
 from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_args(p, "source", "source images (domain A)")
-    add_dataset_args(p, "target", "target images (domain B)")
-    add_cache_arg(p, "source")
-    add_cache_arg(p, "target")
+    cli.add_dataset_args(p, "source", "source images (domain A)")
+    cli.add_dataset_args(p, "target", "target images (domain B)")
+    cli.add_cache_arg(p, "source")
+    cli.add_cache_arg(p, "target")
     p.add_argument("--segmenter", help="frozen M checkpoint for the perceptual loss (omit to train without it)")
     m = p.add_argument_group("model")
     m.add_argument("--ngf", type=int, default=default("translator.ngf"), help="generator width (paper 64)")
@@ -38,7 +28,7 @@ def get_args_parser():
                    help="generator residual blocks (paper 9)")
     m.add_argument("--ndf", type=int, default=default("translator.ndf"), help="PatchGAN width (paper 64)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--iterations", type=positive_int, default=default("translator.iterations"))
+    o.add_argument("--iterations", type=cli.steps, default=default("translator.iterations"))
     o.add_argument("--decay-start", type=int, default=None, help="step where linear decay starts (default: half)")
     o.add_argument("--batch-size", type=int, default=default("translator.batch_size"))
     o.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"), default=None)
@@ -55,33 +45,24 @@ def get_args_parser():
                    help="perceptual loss S vs F(S)")
     o.add_argument("--lambda-per-recon", type=float, default=default("translator.lambda_per_recon"),
                    help="perceptual loss S vs F_inv(F(S))")
-    add_training_log_args(o)
-    add_runtime_args(p)
-    p.add_argument("--out", required=True, help="final checkpoint (.pt)")
-    p.add_argument("--losses", help="loss log (TSV)")
-    p.add_argument("--curves", help="loss curves (PNG)")
+    cli.add_training_args(p, o)
     return p
 
 
 def main(args):
-    from bdl.artifacts import load_checkpoint, save_checkpoint
     from bdl.data.datasets import make_loader
     from bdl.loops.translator import TranslatorSettings, train_translator
-    from bdl.models import segmenter_from_checkpoint
-    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
-    from bdl.training import Resumable
+    from bdl.models import load_segmenter
+    from bdl.runtime import ComputeFormat, start_process
+    from bdl.training import Resumable, save_trained
 
-    if args.iterations <= 0:
-        raise BDLError(f"--iterations must be > 0, got {args.iterations}")
-    device = pick_device(args.device)
-    setup_torch(device, args.threads)
-    seed_everything(args.seed)
+    device = start_process(args)
     flip = not args.no_flip
-    src = image_set(args, "source", False, args.crop, flip, args.seed)
-    tgt = image_set(args, "target", False, args.crop, flip, args.seed + 1)
+    src = cli.image_set(args, "source", False, args.crop, flip, args.seed)
+    tgt = cli.image_set(args, "target", False, args.crop, flip, args.seed + 1)
     segmenter = None
     if args.segmenter:
-        segmenter = segmenter_from_checkpoint(load_checkpoint(args.segmenter, kind="segmenter"), args.segmenter)
+        segmenter = load_segmenter(args.segmenter)
     arch = {"ngf": args.ngf, "n_blocks": args.n_blocks}
     # CycleGAN's schedule: the learning rate decays linearly over the second half unless told otherwise
     settings = TranslatorSettings.from_args(
@@ -91,18 +72,9 @@ def main(args):
         arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True),
         make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True),
         segmenter, settings, ComputeFormat.of(args, device), device, resumable)
-    save_checkpoint(args.out, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
-                               "arch": arch, "step": args.iterations, "log": log.rows,
-                               "args": recorded_args(args)})
-    resumable.finish()
-    if args.losses:
-        log.write(args.losses)
-    if args.curves:
-        from bdl.viz import plot_curves
-
-        plot_curves(log.rows, args.curves, "translator F / F_inv")
-    print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)
+    save_trained(args, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
+                        "arch": arch, "args": cli.recorded_args(args)}, log, resumable, "translator F / F_inv")
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, get_args_parser()))
+    sys.exit(cli.run(main, get_args_parser()))

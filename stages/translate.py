@@ -19,8 +19,7 @@ def get_args_parser():
     add_dataset_args(p, "source", "labelled source to translate")
     add_cache_arg(p, "source")
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
-    add_runtime_args(p)
-    p.add_argument("--out", required=True, help="translated set (.h5)")
+    add_runtime_args(p, out="translated set (.h5)")
     return p
 
 
@@ -29,11 +28,9 @@ def main(args):
     from bdl.data.datasets import make_loader
     from bdl.loops.inference import translate_set
     from bdl.models import build_translator
-    from bdl.runtime import ComputeFormat, pick_device, seed_everything, setup_torch
+    from bdl.runtime import ComputeFormat, start_process
 
-    device = pick_device(args.device)
-    setup_torch(device, args.threads)
-    seed_everything(args.seed)
+    device = start_process(args)
     state = load_checkpoint(args.translator, kind="translator")
     generator, _ = build_translator(state["arch"])
     load_weights(generator, state["model"], args.translator, "translator")

@@ -5,8 +5,10 @@ from bdl.models.factory import (
     SEGMENTER_BACKBONES,
     build_segmenter,
     build_translator,
+    load_segmenter,
     segmenter_arch,
     segmenter_from_checkpoint,
 )
 
-__all__ = ["SEGMENTER_BACKBONES", "build_segmenter", "build_translator", "segmenter_arch", "segmenter_from_checkpoint"]
+__all__ = ["SEGMENTER_BACKBONES", "build_segmenter", "build_translator", "load_segmenter", "segmenter_arch",
+           "segmenter_from_checkpoint"]

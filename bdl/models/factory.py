@@ -38,3 +38,10 @@ def segmenter_from_checkpoint(state: dict, path="checkpoint"):
 def build_translator(arch: dict):
     """F (source to target) and F_inv (target to source) from a checkpoint's recorded ``ngf``/``n_blocks``."""
     return (ResnetGenerator(arch["ngf"], arch["n_blocks"]), ResnetGenerator(arch["ngf"], arch["n_blocks"]))
+
+
+def load_segmenter(path):
+    """M from a segmenter checkpoint on disk (``segmenter.pt``), in eval mode: ready for inference."""
+    from bdl.artifacts import load_checkpoint
+
+    return segmenter_from_checkpoint(load_checkpoint(path, kind="segmenter"), path).eval()
