@@ -1,7 +1,12 @@
 # bdl: Bidirectional Learning (Li, Yuan & Vasconcelos, CVPR 2019) as a Snakemake workflow.
 # The rules live in workflow/rules/, one file per step of the loop; config/README.md is the manual.
 
-configfile: "config/config.yaml"
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: workflow.source_path("config/config.yaml")
 
 
 include: "workflow/rules/config.smk"

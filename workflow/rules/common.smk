@@ -1,14 +1,15 @@
 # The wiring: how jobs run, their flags, and the input functions that connect round k to round k-1.
 import shlex
 import sys
-from pathlib import Path
 
 from bdl.cli import option_args  # noqa: E402  (the stages' own flag spelling; light: no torch)
 from bdl.defaults import on_off  # noqa: E402
+from bdl.jobs import shell_prefix, uses_conda  # noqa: E402
 
-# Jobs call `python stages/<stage>.py`: make `python` the interpreter running this workflow (a venv's,
-# say), also inside cluster jobs, which load this file again.
-shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")
+# Jobs call `python "$BDL_STAGES"/<stage>.py` with the interpreter running this workflow, or under
+# --software-deployment-method conda the rule env's (bdl.jobs); cluster jobs load this file again.
+deployment = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None)
+shell.prefix(shell_prefix(ROOT, sys.executable, uses_conda(deployment)))
 
 R = config["results"]
 K = config["rounds"]

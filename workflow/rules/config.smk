@@ -8,7 +8,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-sys.path.insert(0, str(Path(workflow.basedir)))
+# the repository this file belongs to, wherever snakemake runs (-s from another folder, or as a module)
+ROOT = Path(workflow.current_basedir).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 SCHEMA = yaml.safe_load(Path(workflow.source_path("../schemas/config.schema.yaml")).read_text())
 

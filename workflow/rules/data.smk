@@ -15,7 +15,7 @@ rule make_demo_data:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python stages/make_demo_data.py {params.args} --out {output:q} > {log:q} 2>&1"
+        "python \"$BDL_STAGES/make_demo_data.py\" {params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule check_data:
@@ -44,7 +44,7 @@ rule check_data:
         mem_mb=2000,
         runtime=60,
     shell:
-        "python stages/check_data.py {params.args} --out {output:q} > {log:q} 2>&1"
+        "python \"$BDL_STAGES/check_data.py\" {params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule cache_images:
@@ -66,5 +66,5 @@ rule cache_images:
         mem_mb=2000,
         runtime=RT["runtime_min"],
     shell:
-        "python stages/cache_images.py --domain {wildcards.domain} {params.args} {params.workers}"
+        "python \"$BDL_STAGES/cache_images.py\" --domain {wildcards.domain} {params.args} {params.workers}"
         " --out {output:q} > {log:q} 2>&1"

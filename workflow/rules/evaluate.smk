@@ -18,6 +18,8 @@ rule evaluate:
         ),
         runtime=RUNTIME,
         pseudo=lambda w, input: flags(pseudo=input.pseudo[0]) if input.pseudo else "",
+    benchmark:
+        f"{R}/benchmarks/{{model}}/evaluate.tsv"
     log:
         f"{R}/logs/{{model}}/evaluate.log",
     conda:
@@ -26,7 +28,7 @@ rule evaluate:
     resources:
         **res("gpu"),
     shell:
-        "python stages/evaluate.py --segmenter {input.segmenter:q} {params.args} {params.pseudo} {params.runtime}"
+        "python \"$BDL_STAGES/evaluate.py\" --segmenter {input.segmenter:q} {params.args} {params.pseudo} {params.runtime}"
         " --threads {threads}"
         " --predictions {output.predictions:q} --out {output.metrics:q} > {log:q} 2>&1"
 
@@ -47,7 +49,7 @@ rule collect_metrics:
         mem_mb=500,
         runtime=5,
     shell:
-        "python stages/collect_metrics.py --eval {params.pairs} --out {output:q} > {log:q} 2>&1"
+        "python \"$BDL_STAGES/collect_metrics.py\" --eval {params.pairs} --out {output:q} > {log:q} 2>&1"
 
 
 rule diagnostics:
@@ -70,4 +72,4 @@ rule diagnostics:
         mem_mb=500,
         runtime=5,
     shell:
-        "python stages/diagnostics.py --eval {params.evals} --pseudo {params.pseudo} --out {output:q} > {log:q} 2>&1"
+        "python \"$BDL_STAGES/diagnostics.py\" --eval {params.evals} --pseudo {params.pseudo} --out {output:q} > {log:q} 2>&1"

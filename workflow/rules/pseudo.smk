@@ -21,6 +21,8 @@ rule pseudo_label:
             ]
         ),
         runtime=RUNTIME,
+    benchmark:
+        f"{R}/benchmarks/round{{k}}/ssl{{n}}_pseudo.tsv"
     log:
         f"{R}/logs/round{{k}}/ssl{{n}}_pseudo.log",
     conda:
@@ -29,7 +31,7 @@ rule pseudo_label:
     resources:
         **res("gpu"),
     shell:
-        "python stages/pseudo_label.py --segmenter {input.segmenter:q} {params.args} {params.runtime} --threads {threads}"
+        "python \"$BDL_STAGES/pseudo_label.py\" --segmenter {input.segmenter:q} {params.args} {params.runtime} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
 

@@ -14,6 +14,8 @@ rule train_m0:
         args=lambda w: f"{seg_train_flags('source')} {data_flags('source')} {cache_flags('source')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    benchmark:
+        f"{R}/benchmarks/m0/train.tsv"
     log:
         f"{R}/logs/m0/train.log",
     conda:
@@ -22,7 +24,7 @@ rule train_m0:
     resources:
         **res("gpu"),
     shell:
-        "python stages/train_segmenter.py {params.args} {params.inputs} {params.runtime} --threads {threads}"
+        "python \"$BDL_STAGES/train_segmenter.py\" {params.args} {params.inputs} {params.runtime} --threads {threads}"
         " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
@@ -37,6 +39,8 @@ use rule train_m0 as train_oracle with:
         args=lambda w: f"{seg_train_flags('oracle')} {data_flags('target')}",
         inputs="",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    benchmark:
+        f"{R}/benchmarks/oracle/train.tsv"
     log:
         f"{R}/logs/oracle/train.log",
 
@@ -55,6 +59,8 @@ use rule train_m0 as train_adversarial with:
         args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    benchmark:
+        f"{R}/benchmarks/round{{k}}/adv_train.tsv"
     log:
         f"{R}/logs/round{{k}}/adv_train.log",
 
@@ -74,5 +80,7 @@ use rule train_m0 as train_ssl with:
         args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    benchmark:
+        f"{R}/benchmarks/round{{k}}/ssl{{n}}_train.tsv"
     log:
         f"{R}/logs/round{{k}}/ssl{{n}}_train.log",

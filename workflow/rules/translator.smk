@@ -17,6 +17,8 @@ rule train_translator:
         ),
         segmenter=lambda w, input: flags(segmenter=input.segmenter[0]) if input.segmenter else "",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+    benchmark:
+        f"{R}/benchmarks/round{{k}}/translator_train.tsv"
     log:
         f"{R}/logs/round{{k}}/translator_train.log",
     conda:
@@ -25,7 +27,7 @@ rule train_translator:
     resources:
         **res("gpu"),
     shell:
-        "python stages/train_translator.py {params.args} {params.segmenter} {params.runtime} --threads {threads}"
+        "python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.runtime} --threads {threads}"
         " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
@@ -41,6 +43,8 @@ rule translate:
             [data_flags("source"), cache_flags("source"), flags(batch_size=RT["inference_batch_size"])]
         ),
         runtime=RUNTIME,
+    benchmark:
+        f"{R}/benchmarks/round{{k}}/translate.tsv"
     log:
         f"{R}/logs/round{{k}}/translate.log",
     conda:
@@ -49,7 +53,7 @@ rule translate:
     resources:
         **res("gpu"),
     shell:
-        "python stages/translate.py --translator {input.translator:q} {params.args} {params.runtime} --threads {threads}"
+        "python \"$BDL_STAGES/translate.py\" --translator {input.translator:q} {params.args} {params.runtime} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -70,4 +74,4 @@ rule gallery_translated:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python stages/gallery.py {params.set} {params.args} --out {output:q} > {log:q} 2>&1"
+        "python \"$BDL_STAGES/gallery.py\" {params.set} {params.args} --out {output:q} > {log:q} 2>&1"
