@@ -3,6 +3,7 @@ channels_last) with its guard against oneDNN's CPU bug. Called from each stage's
 module changes nothing process-wide."""
 
 import ctypes
+import os
 import platform
 import random
 import sys
@@ -117,7 +118,13 @@ def keep_freed_memory() -> bool:
 
 
 def start_process(args) -> torch.device:
-    """A model stage's process set-up from its runtime flags: the device, threads and malloc, the seeds."""
+    """A model stage's process set-up from its runtime flags: its GPU slot on a workstation (``BDL_GPUS``, set by
+    the workflow from the job's gpu resource; before CUDA starts), the device, threads and malloc, the seeds."""
+    wanted = int(os.environ.get("BDL_GPUS") or 0)
+    if wanted and not os.environ.get("SLURM_JOB_ID"):
+        from bdl.gpu_slots import acquire
+
+        acquire(wanted)
     device = pick_device(args.device)
     setup_torch(device, args.threads)
     seed_everything(args.seed)

@@ -80,3 +80,38 @@ def test_catalog_metadata_and_minimum_version():
     meta = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
     assert meta["usage"]["software-stack-deployment"]["conda"] is True and meta["usage"]["report"] is True
     assert 'min_version("9.0")' in (REPO / "Snakefile").read_text()
+
+
+def test_gpu_jobs_share_a_faked_two_gpu_workstation_one_per_device(finished_run, tmp_path):
+    """runtime.gpu: 1 on a machine that shows two GPUs (faked), with more cores than GPUs: the workflow caps
+    the gpu resource at 2, every GPU job's log names the device it locked, and no device ever had two jobs."""
+    import re
+
+    cfg, results = finished_run
+    config = yaml.safe_load(cfg.read_text())
+    config["results"] = str(tmp_path / "res")
+    config["runtime"] = config["runtime"] | {"gpu": 1}
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    fake = {"BDL_FAKE_GPUS": "2", "BDL_GPU_SLOT_DIR": str(tmp_path / "slots")}
+    proc = subprocess.run([*SNAKEMAKE, "--cores", "4", "--configfile", str(path)], cwd=REPO, capture_output=True,
+                          text=True, env=os.environ | fake)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    held = re.compile(r"gpu slot: device (\d) of 2 \(CUDA_VISIBLE_DEVICES=\1\), held from ([0-9.]+)")
+    released = re.compile(r"gpu slot: device (\d) released at ([0-9.]+)")
+    spans = {}
+    logs = [p for p in (tmp_path / "res" / "logs").rglob("*.log")
+            if re.search(r"(train|translator_train|translate|pseudo|evaluate)\.log$", p.name)]
+    assert len(logs) == 11  # M0, oracle, F_1, translate, M_1 adv, pseudo-labels, M_1 SSL, four evaluations
+    for log in logs:
+        text = log.read_text()
+        (device, start), = held.findall(text)
+        (device_end, end), = released.findall(text)
+        assert device == device_end
+        spans.setdefault(device, []).append((float(start), float(end)))
+    assert set(spans) == {"0", "1"}  # jobs ran side by side (M0 and the oracle, at least), one per device
+    for intervals in spans.values():
+        intervals.sort()
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(intervals, intervals[1:]))
+    # the slots change where a job runs, never what it computes
+    assert (tmp_path / "res" / "metrics.tsv").read_text() == (results / "metrics.tsv").read_text()

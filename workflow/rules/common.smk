@@ -4,12 +4,20 @@ import sys
 
 from bdl.cli import option_args  # noqa: E402  (the stages' own flag spelling; light: no torch)
 from bdl.defaults import on_off  # noqa: E402
+from bdl.gpu_slots import visible_gpus  # noqa: E402
 from bdl.jobs import shell_prefix, uses_conda  # noqa: E402
 
 # Jobs call `python "$BDL_STAGES"/<stage>.py` with the interpreter running this workflow, or under
 # --software-deployment-method conda the rule env's (bdl.jobs); cluster jobs load this file again.
 deployment = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None)
 shell.prefix(shell_prefix(ROOT, sys.executable, uses_conda(deployment)))
+
+# One GPU job per GPU on a workstation: the gpu resource is capped at the GPUs this machine shows, unless
+# --resources gpu=N says otherwise; each GPU job then locks one device (bdl.gpu_slots). A SLURM submit host
+# usually shows none, and SLURM hands each job its own.
+if config["runtime"]["gpu"] and workflow.is_main_process and "gpu" not in workflow.global_resources:
+    if visible_gpus():
+        workflow.register_resource("gpu", len(visible_gpus()))
 
 R = config["results"]
 K = config["rounds"]

@@ -28,7 +28,7 @@ rule evaluate:
     resources:
         **res("gpu"),
     shell:
-        "python \"$BDL_STAGES/evaluate.py\" --segmenter {input.segmenter:q} {params.args} {params.pseudo} {params.runtime}"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/evaluate.py\" --segmenter {input.segmenter:q} {params.args} {params.pseudo} {params.runtime}"
         " --threads {threads}"
         " --predictions {output.predictions:q} --out {output.metrics:q} > {log:q} 2>&1"
 

@@ -31,7 +31,7 @@ rule pseudo_label:
     resources:
         **res("gpu"),
     shell:
-        "python \"$BDL_STAGES/pseudo_label.py\" --segmenter {input.segmenter:q} {params.args} {params.runtime} --threads {threads}"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/pseudo_label.py\" --segmenter {input.segmenter:q} {params.args} {params.runtime} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
 

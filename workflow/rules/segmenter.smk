@@ -24,7 +24,7 @@ rule train_m0:
     resources:
         **res("gpu"),
     shell:
-        "python \"$BDL_STAGES/train_segmenter.py\" {params.args} {params.inputs} {params.runtime} --threads {threads}"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_segmenter.py\" {params.args} {params.inputs} {params.runtime} --threads {threads}"
         " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 

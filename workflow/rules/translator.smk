@@ -27,7 +27,7 @@ rule train_translator:
     resources:
         **res("gpu"),
     shell:
-        "python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.runtime} --threads {threads}"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.runtime} --threads {threads}"
         " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
@@ -53,7 +53,7 @@ rule translate:
     resources:
         **res("gpu"),
     shell:
-        "python \"$BDL_STAGES/translate.py\" --translator {input.translator:q} {params.args} {params.runtime} --threads {threads}"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/translate.py\" --translator {input.translator:q} {params.args} {params.runtime} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
 
