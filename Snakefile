@@ -18,6 +18,14 @@ include: "workflow/rules/pseudo.smk"
 include: "workflow/rules/evaluate.smk"
 
 
+# seconds of work each: on a cluster they run on the submit host instead of waiting in the queue
+localrules:
+    collect_metrics,
+    diagnostics,
+    gallery_translated,
+    gallery_pseudo,
+
+
 rule all:
     input:
         all_outputs(),

@@ -67,7 +67,8 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
         # a stage log then ties back to sacct/squeue and to SLURM's own log of the same job
         env = os.environ
         print(f"slurm job {env['SLURM_JOB_ID']} on {env.get('SLURMD_NODENAME', '?')},"
-              f" gpus {env.get('SLURM_GPUS_ON_NODE', 0)}, cpus {env.get('SLURM_CPUS_PER_TASK', '?')}", file=sys.stderr)
+              f" gpus {env.get('SLURM_GPUS_ON_NODE', 0)}, cpus {env.get('SLURM_CPUS_PER_TASK', '?')},"
+              f" partition {env.get('SLURM_JOB_PARTITION', '?')}", file=sys.stderr)
     try:
         main(args)
     except BDLError as exc:

@@ -1,6 +1,7 @@
 """The workflow through `--profile profiles/slurm` on a real SLURM (started by `.ci/slurm-cluster start`):
-every job goes through sbatch, outputs equal a local run's, a failing job is reported with its log, and a
-scancel'd training job is finished by a plain rerun that resumes from its checkpoint."""
+every job but the local rules goes through sbatch (GPU stages to the gpu partition, the rest to cpu), outputs
+equal a local run's, a failing job is reported with its log, and a scancel'd training job is finished by a
+plain rerun that resumes from its checkpoint."""
 
 import os
 import re
@@ -18,6 +19,7 @@ from PIL import Image
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = {"train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl",
              "translate", "pseudo_label", "evaluate"}
+LOCAL_RULES = {"collect_metrics", "diagnostics", "gallery_translated", "gallery_pseudo"}  # run on the submit host
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)")
 # Stage logs whose job asked for a GPU (resource gpu=1 -> sbatch --gpus=1), by file name.
 GPU_LOG = re.compile(r"(train|translate|pseudo|evaluate)\.log$")
@@ -28,7 +30,8 @@ def _cluster_state() -> str:
         proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
     except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
         return f"sinfo: {exc}"
-    return proc.stdout.strip() if proc.returncode == 0 else proc.stderr.strip()
+    # one line per partition (cpu and gpu share the node): the node's state, once
+    return " ".join(sorted(set(proc.stdout.split()))) if proc.returncode == 0 else proc.stderr.strip()
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +88,12 @@ def test_profile_names_only_real_rules_and_gpu_stages_ask_for_a_gpu():
     rules = set(subprocess.run([*SNAKEMAKE, "--list-rules"], cwd=REPO, capture_output=True, text=True,
                                check=True).stdout.split())
     assert set(shipped["set-resources"]) | set(shipped["set-threads"]) <= rules
-    assert set(shipped["set-resources"]) == rules - {"all"}
+    assert set(shipped["set-resources"]) == rules - {"all"} - LOCAL_RULES
     for rule, res in shipped["set-resources"].items():
         assert (res.get("gpu", 0) == 1) == (rule in GPU_RULES), rule
+        # GPU stages go to the GPU partition, everything else to the default (CPU) one
+        assert res.get("slurm_partition", shipped["default-resources"]["slurm_partition"]) == \
+            ("gpu" if rule in GPU_RULES else "cpu"), rule
     assert shipped["executor"] == "slurm"
 
 
@@ -100,16 +106,22 @@ def test_full_workflow_through_sbatch_matches_local_run(cluster, profile, finish
     assert proc.returncode == 0, out[-4000:]
     jobs = SUBMITTED.findall(out)
     total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
-    assert len(jobs) == total - 1 and total > 10  # every job but the local target rule 'all'
+    local = sum(int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, re.M) if rule in LOCAL_RULES)
+    assert local == 4  # metrics, diagnostics, one gallery of each kind: K = N = 1
+    assert len(jobs) == total - 1 - local and total > 10  # every job but 'all' and the local rules
     for job_id, slurm_log in jobs:  # the plugin deletes a successful job's SLURM log, keeps a failed one's
         assert Path(slurm_log).stem == job_id
     stage_logs = sorted((results / "logs").rglob("*.log"))
     assert len(stage_logs) == total - 1
     ids = {job_id for job_id, _ in jobs}
-    for log in stage_logs:
-        head = re.search(r"^slurm job (\d+) on localhost, gpus (\d+)", log.read_text(), re.M)
+    local_logs = [log for log in stage_logs if re.search(r"(gallery|collect_metrics|diagnostics)\.log$", log.name)]
+    assert len(local_logs) == local and not any("slurm job" in log.read_text() for log in local_logs)
+    for log in set(stage_logs) - set(local_logs):
+        head = re.search(r"^slurm job (\d+) on localhost, gpus (\d+), cpus \d+, partition (\w+)", log.read_text(),
+                         re.M)
         assert head and head.group(1) in ids, log
-        assert head.group(2) == ("1" if GPU_LOG.search(log.name) else "0"), log
+        gpu = bool(GPU_LOG.search(log.name))
+        assert head.group(2) == ("1" if gpu else "0") and head.group(3) == ("gpu" if gpu else "cpu"), log
     assert (results / "metrics.tsv").read_text() == (res_local / "metrics.tsv").read_text()
     assert (results / "diagnostics.tsv").read_text() == (res_local / "diagnostics.tsv").read_text()
 
