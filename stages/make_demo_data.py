@@ -10,17 +10,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl.cli import positive_int, run  # noqa: E402
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", required=True, help="folder to create (replaced as a whole when complete)")
-    p.add_argument("--n-source", type=positive_int, default=600)
-    p.add_argument("--n-target-train", type=positive_int, default=400)
-    p.add_argument("--n-target-val", type=positive_int, default=100)
-    p.add_argument("--width", type=positive_int, default=128)
-    p.add_argument("--height", type=positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    for key in ("n_source", "n_target_train", "n_target_val", "width", "height"):
+        p.add_argument("--" + key.replace("_", "-"), type=positive_int, default=default(f"demo.{key}"))
+    p.add_argument("--seed", type=int, default=default("demo.seed"), help="seed of the scene generator")
     return p
 
 

@@ -28,6 +28,9 @@ KEYS = {
     "evaluate": RUNTIME | DATA | {"num_predictions": "evaluate.num_predictions", "split": "target.val_split"},
     "cache_images": DATA | {"workers": "runtime.workers"},
     "check_data": DATA | {"target_train_split": "target.train_split", "target_val_split": "target.val_split"},
+    "make_demo_data": {k: f"demo.{k}" for k in ("n_source", "n_target_train", "n_target_val", "width", "height",
+                                                 "seed")},
+    "gallery": DATA,
 }
 # flags with no config key, and why they may keep a default of their own
 OWN = {"gan_mode",  # CycleGAN's LSGAN, the paper's; no config key
