@@ -156,7 +156,7 @@ def test_a_missing_mode_input_is_named_before_any_data_is_read(tmp_path, mode, m
     given = {"--translated": ["--translated", tmp_path / "t.h5"], "--pseudo": ["--pseudo", tmp_path / "p.h5"]}
     flags = [f for k, v in given.items() if k != missing for f in v]
     # the target root does not exist either: the missing flag must be what the user hears about first
-    proc = run_stage("train_segmenter", "--mode", mode, *flags, "--target-format", "cityscapes",
+    proc = run_stage("train_segmenter", "--mode", mode, *flags, "--target-format", "cityscapes", "--iterations", "1",
                      "--target-root", tmp_path / "nowhere", "--out", tmp_path / "m.pt", check=False)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and lines[-1] == f"error: --mode {mode} needs {missing}", proc.stderr

@@ -112,6 +112,18 @@ def predict(model, images_uint8: torch.Tensor, device, compute: ComputeFormat | 
 
 
 @torch.no_grad()
+def predict_full_size(model, image_uint8: torch.Tensor, out_hw, device, compute: ComputeFormat | None = None):
+    """(max probability, argmax) of M for one 3xHxW uint8 image, its logits upsampled to ``out_hw``: the
+    original image's size, or its label's (the usual protocol scores at the label's own resolution)."""
+    compute = _compute_format(compute, device)
+    with compute.autocast():
+        logits = model(compute.images(image_uint8.unsqueeze(0).to(device).float().div_(255)))
+    logits = F.interpolate(logits.float(), size=tuple(out_hw), mode="bilinear", align_corners=False)
+    prob, pred = F.softmax(logits, 1).max(1)
+    return prob[0].cpu(), pred[0].cpu()
+
+
+@torch.no_grad()
 def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
                      compute: ComputeFormat | None = None):
     """Write pred and its max probability (float16) for every target train image, and the class thresholds.
@@ -175,11 +187,7 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
     for i in progress(range(len(dataset)), total=len(dataset), desc="evaluate"):
         item = dataset[i]
         full = torch.from_numpy(decode(dataset.samples[i].label).astype(np.int64))
-        with compute.autocast():
-            logits = model(compute.images(item["image"].unsqueeze(0).to(device).float().div_(255)))
-        logits = F.interpolate(logits.float(), size=full.shape, mode="bilinear", align_corners=False)
-        prob, pred = F.softmax(logits, 1).max(1)
-        pred, prob = pred[0].cpu(), prob[0].cpu()
+        prob, pred = predict_full_size(model, item["image"], full.shape, device, compute)
         cm.update(full, pred)
         if thresholds is not None:
             valid = (full != IGNORE).numpy()
