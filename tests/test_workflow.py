@@ -98,7 +98,7 @@ def test_ssl_lr_reaches_only_the_ssl_steps(finished_run):
     cfg2 = cfg.with_name("tiny_ssl_lr.yaml")
     cfg2.write_text(yaml.safe_dump(changed))
     out = snakemake(cfg2, "--dry-run", "--printshellcmds", "--forceall").stdout
-    commands = [line for line in out.splitlines() if "stages/train_segmenter.py" in line]
+    commands = [line for line in out.splitlines() if "train_segmenter.py" in line]
     ssl = [c for c in commands if "--mode ssl" in c]
     other = [c for c in commands if "--mode ssl" not in c]
     assert ssl and other
