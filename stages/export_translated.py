@@ -34,12 +34,26 @@ def main(args):
     path = Path(args.translated)
     if not path.is_file():
         raise BDLError(f"{path}: translated set not found")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise BDLError(f"{path}: not an HDF5 set ({exc})") from None
+    with f:
+        if "images" not in f or "names" not in f:
+            kind = f.attrs.get("made_by", "another kind of file")
+            raise BDLError(f"{path}: not a translated set (it holds {', '.join(sorted(f)) or 'nothing'}; "
+                           f"made by {kind})")
         names = [n.decode() if isinstance(n, bytes) else n for n in f["names"][:]]
+        if args.names is not None:
+            unknown = sorted(set(args.names) - set(names))
+            if unknown:
+                raise BDLError(f"{path}: no image named {', '.join(unknown[:5])} in this set")
         wanted = range(len(names)) if args.names is None else [i for i, n in enumerate(names) if n in set(args.names)]
         wanted = list(wanted)[: args.first]
+        if not wanted:
+            raise BDLError(f"{path}: the selection is empty (--first {args.first}, {len(names)} images in the set)")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
         for i in wanted:
             Image.fromarray(f["images"][i]).save(out / f"{names[i]}.png")
             if args.labels:
