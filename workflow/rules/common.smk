@@ -16,8 +16,9 @@ shell.prefix(shell_prefix(ROOT, sys.executable, uses_conda(deployment)))
 # --resources gpu=N says otherwise; each GPU job then locks one device (bdl.gpu_slots). A SLURM submit host
 # usually shows none, and SLURM hands each job its own.
 if config["runtime"]["gpu"] and workflow.is_main_process and "gpu" not in workflow.global_resources:
-    if visible_gpus():
-        workflow.register_resource("gpu", len(visible_gpus()))
+    gpus = visible_gpus()
+    if gpus:
+        workflow.register_resource("gpu", len(gpus))
 
 R = config["results"]
 K = config["rounds"]
