@@ -32,8 +32,9 @@ def add_training_args(p: argparse.ArgumentParser, g) -> None:
     g.add_argument("--log-every", type=int, default=default("runtime.log_every"), help="steps between loss-log rows")
     add_runtime_args(p)
     p.add_argument("--out", required=True, help="final checkpoint (.pt)")
-    p.add_argument("--losses", help="loss log (TSV)")
-    p.add_argument("--curves", help="loss curves (PNG)")
+    p.add_argument("--losses", help="loss log (TSV), appended to as the run goes")
+    p.add_argument("--curves", help="loss curves (PNG), redrawn at every checkpoint")
+    p.add_argument("--tensorboard", help="also log to TensorBoard event files in this folder")
 
 
 def option_args(options: dict, skip=()) -> list[str]:

@@ -6,6 +6,8 @@ import hashlib
 import json
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +25,11 @@ def set_lr(optimizer, lr: float) -> None:
         group["lr"] = lr * group.get("lr_mult", 1.0)
 
 
-def args_fingerprint(args: dict, ignore=("threads", "device", "workers", "checkpoint_every", "log_every")) -> str:
+WATCH_ARGS = ("losses", "curves", "tensorboard", "eval_every", "eval_split", "samples")
+
+
+def args_fingerprint(args: dict, ignore=("threads", "device", "workers", "checkpoint_every", "log_every",
+                                         *WATCH_ARGS)) -> str:
     """A hash of the settings that change results; resuming is allowed only into the same fingerprint."""
     kept = {k: v for k, v in sorted(args.items()) if k not in ignore and k != "out"}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -72,13 +78,26 @@ class Resumable:
 
 
 class LossLog:
-    """Rows of (step, loss terms...) in memory and in the checkpoint; written as TSV at the end."""
+    """Rows of (step, loss terms...) in memory and in the checkpoint. Given a path, each row is also appended to
+    that TSV as it comes, so a long job can be watched and a killed one leaves its rows on disk."""
 
-    def __init__(self, rows: list | None = None):
+    def __init__(self, rows: list | None = None, path=None):
         self.rows = list(rows or [])
+        self.path, self.columns = (Path(path) if path else None), None
+        if self.path is not None:
+            # a resumed run starts from its checkpoint's rows: those logged after it are made again
+            self.write(self.path)
 
-    def add(self, step: int, losses: dict) -> None:
-        self.rows.append({"step": step, **{k: float(v) for k, v in losses.items()}})
+    def add(self, step: int, values: dict) -> None:
+        row = {"step": step, **{k: float(v) for k, v in values.items()}}
+        self.rows.append(row)
+        if self.path is None:
+            return
+        if self.columns is None or not set(row) <= set(self.columns):
+            self.write(self.path)  # a new column (a first val score, say) needs a new header
+            return
+        with open(self.path, "a", newline="") as fh:  # closing flushes: the row is on disk now
+            csv.DictWriter(fh, self.columns, delimiter="\t", restval="").writerow(row)
 
     def write(self, path) -> None:
         keys = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
@@ -86,6 +105,37 @@ class LossLog:
             w = csv.DictWriter(fh, keys, delimiter="\t", restval="")
             w.writeheader()
             w.writerows(self.rows)
+        if self.path is not None and Path(path) == self.path:
+            self.columns = keys
+
+
+@dataclass
+class Watch:
+    """What a training stage shows while it runs, besides its progress bar and log lines: the loss TSV
+    (``losses``) appended row by row, loss curves (``curves``) redrawn at every checkpoint, TensorBoard event
+    files (``tensorboard``, a folder), a picture made at every checkpoint (``snapshot(step)``: the
+    translator's sample grid), and every ``eval_every`` steps a score (``evaluate() -> {"val_miou": ...}``)
+    logged with the losses. None of it changes what is trained."""
+
+    losses: Path | None = None
+    curves: Path | None = None
+    title: str = ""
+    tensorboard: Path | None = None
+    eval_every: int = 0
+    evaluate: Callable[[], dict] | None = None
+    snapshot: Callable[[int], None] | None = None
+
+    @classmethod
+    def from_args(cls, args, title: str, **given):
+        tb = getattr(args, "tensorboard", None)
+        return cls(losses=args.losses, curves=args.curves, title=title, tensorboard=Path(tb) if tb else None,
+                   eval_every=getattr(args, "eval_every", 0) or 0, **given)
+
+    def curves_now(self, rows: list) -> None:
+        if self.curves:
+            from bdl.viz import plot_curves
+
+            plot_curves(rows, self.curves, self.title)
 
 
 class TorchRNG:
@@ -116,21 +166,29 @@ class TrainingRun:
     (modules, optimisers, image pools, random generators: anything with ``state_dict``/``load_state_dict``);
     ``start`` restores them from the partial checkpoint, ``steps`` counts the remaining iterations under a
     progress bar, and ``end_step`` logs a loss row every ``log_every`` steps and saves a partial checkpoint
-    every ``resumable.every``, under the names of ``state``.
+    every ``resumable.every``, under the names of ``state``; ``watch`` says what else is shown on the way.
     """
 
-    def __init__(self, stage: str, iterations: int, log_every: int, resumable: Resumable, state: dict):
+    def __init__(self, stage: str, iterations: int, log_every: int, resumable: Resumable, state: dict,
+                 watch: Watch | None = None):
         self.stage, self.iterations, self.log_every = stage, iterations, log_every
-        self.resumable, self.state = resumable, state
-        self.log, self.first, self.bar = LossLog(), 0, None
+        self.resumable, self.state, self.watch = resumable, state, watch or Watch()
+        self.log, self.first, self.bar, self.board = None, 0, None, None
 
     def start(self) -> int:
         """Restore a partial checkpoint if there is one; the first step to run."""
         saved = self.resumable.load()
+        rows = []
         if saved is not None:
             for name, obj in self.state.items():
                 obj.load_state_dict(saved[name])
-            self.log, self.first = LossLog(saved["log"]), int(saved["step"])
+            rows, self.first = saved["log"], int(saved["step"])
+        self.log = LossLog(rows, self.watch.losses)
+        if self.watch.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: a resumed run drops the events it logged after its checkpoint, then logs them again
+            self.board = SummaryWriter(str(self.watch.tensorboard), purge_step=self.first or None)
         return self.first
 
     def steps(self):
@@ -140,24 +198,47 @@ class TrainingRun:
             yield from range(self.first, self.iterations)
         finally:
             self.bar.close()
+            if self.board is not None:
+                self.board.close()
 
     def end_step(self, step: int, lr: float, losses: dict) -> None:
-        done = step + 1
+        done, watch = step + 1, self.watch
+        row = {}
         if done % self.log_every == 0 or done == self.iterations:
-            log_step(self.log, self.bar, self.stage, done, self.iterations, lr, losses)
+            row = log_step(self.bar, self.stage, done, self.iterations, lr, losses)
+        if watch.evaluate is not None and watch.eval_every > 0 and (done % watch.eval_every == 0
+                                                                     or done == self.iterations):
+            # the evaluation draws nothing from torch's generator, but fork it anyway: a score must not move
+            # the run's random stream
+            with torch.random.fork_rng(devices=[]):
+                scores = watch.evaluate()
+            self.bar.write(f"[{self.stage}] step {done}: " + " ".join(f"{k} {v:.2f}" for k, v in scores.items()),
+                           file=sys.stderr)
+            row |= scores
+        if row:
+            self.log.add(done, row)
+            if self.board is not None:
+                for key, value in row.items():
+                    self.board.add_scalar(f"{self.stage}/{key}", value, done)
+                self.board.flush()
         self.bar.update(1)
-        if self.resumable.due(done) and done < self.iterations:
+        checkpoint = self.resumable.due(done) and done < self.iterations
+        if checkpoint:
             self.resumable.save({"kind": "partial", **{name: obj.state_dict() for name, obj in self.state.items()},
                                  "step": done, "log": self.log.rows})
+        if checkpoint or done == self.iterations:
+            watch.curves_now(self.log.rows)
+            if watch.snapshot is not None:
+                watch.snapshot(done)
 
 
-def log_step(log: LossLog, bar, stage: str, step: int, total: int, lr: float, losses: dict) -> None:
-    """Record one logged step: a loss-log row, the progress bar's figures and a plain log line."""
+def log_step(bar, stage: str, step: int, total: int, lr: float, losses: dict) -> dict:
+    """One logged step: the progress bar's figures and a plain log line; the row to record."""
     values = {k: v.item() for k, v in losses.items()}
-    log.add(step, values | {"lr": lr})
     bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
     bar.write(f"[{stage}] step {step}/{total} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in values.items()),
               file=sys.stderr)
+    return values | {"lr": lr}
 
 
 def progress(iterable=None, total=None, desc=""):
@@ -169,14 +250,11 @@ def progress(iterable=None, total=None, desc=""):
                 dynamic_ncols=interactive, ascii=not interactive)
 
 
-def save_trained(args, checkpoint: dict, log: LossLog, resumable: Resumable, title: str) -> None:
-    """A training stage's outputs: the final checkpoint (then the partial one goes), the loss log and curves."""
+def save_trained(args, checkpoint: dict, log: LossLog, resumable: Resumable) -> None:
+    """A training stage's outputs: the final checkpoint (then the partial one goes) and the whole loss log
+    (the curves were drawn at the last step)."""
     save_checkpoint(args.out, checkpoint | {"step": args.iterations, "log": log.rows})
     resumable.finish()
     if args.losses:
         log.write(args.losses)
-    if args.curves:
-        from bdl.viz import plot_curves
-
-        plot_curves(log.rows, args.curves, title)
     print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)

@@ -52,6 +52,9 @@ def get_args_parser():
     o.add_argument("--lr-d", type=float, default=default("segmenter.lr_d"), help="Adam learning rate of D")
     o.add_argument("--ndf", type=int, default=default("segmenter.ndf"), help="width of D")
     cli.add_training_args(p, o)
+    p.add_argument("--eval-every", type=int, default=default("runtime.eval_every"),
+                   help="score the target's --eval-split every N steps, logged as val_miou (0: never)")
+    p.add_argument("--eval-split", default=default("target.val_split"), help="labelled target split for --eval-every")
     return p
 
 
@@ -62,7 +65,7 @@ def main(args):
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.pseudo import PseudoLabelSet
     from bdl.runtime import ComputeFormat, start_process
-    from bdl.training import Resumable, save_trained
+    from bdl.training import Resumable, Watch, save_trained
 
     if args.mode in ("adversarial", "ssl") and not args.translated:
         raise BDLError(f"--mode {args.mode} needs --translated")
@@ -112,10 +115,29 @@ def main(args):
     settings = SegmenterSettings.from_args(args, lambda_adv=args.lambda_adv if args.mode in ("adversarial", "ssl")
                                            else 0.0)
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
-    model, log = train_segmenter(model, src_loader, tgt_loader, settings, ComputeFormat.of(args, device), device,
-                                 resumable, stage=f"train_segmenter[{args.mode}]")
+    compute = ComputeFormat.of(args, device)
+    watch = Watch.from_args(args, f"segmenter, mode {args.mode}",
+                            evaluate=val_score(args, model, device, compute) if args.eval_every > 0 else None)
+    model, log = train_segmenter(model, src_loader, tgt_loader, settings, compute, device, resumable,
+                                 stage=f"train_segmenter[{args.mode}]", watch=watch)
     checkpoint = {"kind": "segmenter", "model": model.state_dict(), "arch": arch, "args": cli.recorded_args(args)}
-    save_trained(args, checkpoint, log, resumable, f"segmenter, mode {args.mode}")
+    save_trained(args, checkpoint, log, resumable)
+
+
+def val_score(args, model, device, compute):
+    """The evaluation's mIoU on the labelled --eval-split, as a function the loop calls every --eval-every steps."""
+    from bdl.data.datasets import SegmentationDataset
+    from bdl.loops.inference import evaluate_set
+
+    spec = cli.dataset_spec(args, "target", split=args.eval_split)
+    val = SegmentationDataset(spec.samples(with_labels=True, split=args.eval_split), None, args.target_size)
+
+    def score() -> dict:
+        cm, _, _ = evaluate_set(model, val, device, decode=spec.label_decoder(), compute=compute)
+        compute.model(model).train()  # evaluate_set leaves it in eval mode
+        return {"val_miou": cm.summary()["miou"]}
+
+    return score
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ def get_args_parser():
     o.add_argument("--lambda-per-recon", type=float, default=default("translator.lambda_per_recon"),
                    help="perceptual loss S vs F_inv(F(S))")
     cli.add_training_args(p, o)
+    p.add_argument("--samples", help="sample grid (PNG) of a few frames through F and F_inv, redrawn at every "
+                                     "checkpoint: real A | fake B | rec A | real B | fake A")
     return p
 
 
@@ -54,7 +56,7 @@ def main(args):
     from bdl.loops.translator import TranslatorSettings, train_translator
     from bdl.models import load_segmenter
     from bdl.runtime import ComputeFormat, start_process
-    from bdl.training import Resumable, save_trained
+    from bdl.training import Resumable, Watch, save_trained
 
     device = start_process(args)
     flip = not args.no_flip
@@ -71,9 +73,10 @@ def main(args):
     F_ab, F_ba, log = train_translator(
         arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True),
         make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True),
-        segmenter, settings, ComputeFormat.of(args, device), device, resumable)
+        segmenter, settings, ComputeFormat.of(args, device), device, resumable,
+        watch=Watch.from_args(args, "translator F / F_inv"), samples=args.samples)
     save_trained(args, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
-                        "arch": arch, "args": cli.recorded_args(args)}, log, resumable, "translator F / F_inv")
+                        "arch": arch, "args": cli.recorded_args(args)}, log, resumable)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,12 @@ class H5SegmentationDataset(_Augmenting):
     def _label(self, arrays, i) -> np.ndarray:
         return arrays[self.label_key][i]
 
+    def close(self) -> None:
+        """Let go of the file, so that worker processes forked later open their own."""
+        if self._arrays is not None:
+            self._arrays = None
+            self._file.close()
+
     def __getitem__(self, i):
         arrays = self._get()
         if self.images_from is not None:

@@ -15,7 +15,7 @@ from bdl.data.labels import NUM_CLASSES
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
 from bdl.runtime import ComputeFormat
-from bdl.training import Resumable, TorchRNG, TrainingRun, check_finite, poly_lr, set_lr
+from bdl.training import Resumable, TorchRNG, TrainingRun, Watch, check_finite, poly_lr, set_lr
 
 SOURCE, TARGET = 0.0, 1.0  # domain labels of D, as in the reference code
 
@@ -44,7 +44,7 @@ class SegmenterSettings:
 
 
 def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, compute: ComputeFormat, device,
-                    resumable: Resumable, stage="train_segmenter"):
+                    resumable: Resumable, stage="train_segmenter", watch: Watch | None = None):
     """Run ``s.iterations`` steps; returns (model, LossLog). ``target_loader`` is None for M0/oracle.
 
     In SSL mode ``target_loader`` yields pseudo-labels as 'label' (255 = ignored).
@@ -58,7 +58,7 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
         disc = compute.model(OutputDiscriminator(NUM_CLASSES, s.ndf)).train()
         opt_d = torch.optim.Adam(disc.parameters(), lr=s.lr_d, betas=(0.9, 0.99))
         state |= {"D": disc, "optimizer_D": opt_d}
-    run = TrainingRun(stage, s.iterations, s.log_every, resumable, state | {"rng": TorchRNG()})
+    run = TrainingRun(stage, s.iterations, s.log_every, resumable, state | {"rng": TorchRNG()}, watch)
     start = run.start()
 
     src_iter = infinite(source_loader, start_step=start)

@@ -4,7 +4,7 @@ Names follow CycleGAN: A is the source domain, B the target; F = G_AB, F_inv = G
 """
 
 import itertools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -13,7 +13,7 @@ from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, gan_to_unit, to_gan
 from bdl.models.factory import build_translator
 from bdl.runtime import ComputeFormat
-from bdl.training import GeneratorState, Resumable, TrainingRun, check_finite
+from bdl.training import GeneratorState, Resumable, TrainingRun, Watch, check_finite
 
 
 def linear_decay(step: int, total: int, decay_start: int) -> float:
@@ -48,7 +48,10 @@ class TranslatorSettings:
 
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg: TranslatorSettings, compute: ComputeFormat,
-                     device, resumable: Resumable, stage="train_translator"):
+                     device, resumable: Resumable, stage="train_translator", watch: Watch | None = None,
+                     samples=None):
+    """Run ``cfg.iterations`` steps; returns (F, F_inv, LossLog). With ``samples`` (a PNG path) a grid of a few
+    fixed frames, real A | fake B | rec A | real B | fake A, is redrawn at every checkpoint."""
     F_ab, F_ba = (compute.model(g).train() for g in build_translator(arch))
     D_a = compute.model(PatchDiscriminator(cfg.ndf)).train()
     D_b = compute.model(PatchDiscriminator(cfg.ndf)).train()
@@ -64,7 +67,9 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
             p.requires_grad_(False)
     run = TrainingRun(stage, cfg.iterations, cfg.log_every, resumable, {
         "model": F_ab, "model_inv": F_ba, "D_A": D_a, "D_B": D_b, "optimizer": opt_g, "optimizer_D": opt_d,
-        "pool_A": pool_a, "pool_B": pool_b, "pool_rng": GeneratorState(gen)})
+        "pool_A": pool_a, "pool_B": pool_b, "pool_rng": GeneratorState(gen)},
+        replace(watch or Watch(), snapshot=SampleGrid(samples, source_loader.dataset, target_loader.dataset,
+                                                      F_ab, F_ba, compute, device) if samples else None))
     start = run.start()
 
     a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
@@ -119,3 +124,36 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
     a_iter.close()
     b_iter.close()
     return F_ab, F_ba, run.log
+
+
+class SampleGrid:
+    """The translator's progress as a picture: a few frames of each domain, fixed for the whole run (evenly
+    spaced, read once now, so the DataLoader workers never share this process's open files), through F and
+    F_inv at each call. Rows: real A | fake B | rec A | real B | fake A."""
+
+    def __init__(self, path, source_set, target_set, F_ab, F_ba, compute: ComputeFormat, device, count: int = 3):
+        self.path, self.F_ab, self.F_ba, self.compute, self.device = path, F_ab, F_ba, compute, device
+        self.frames = [[ds[int(i)]["image"] for i in torch.linspace(0, len(ds) - 1, min(count, len(ds))).round()]
+                       for ds in (source_set, target_set)]
+        for ds in (source_set, target_set):
+            close = getattr(ds, "close", None)
+            if close is not None:
+                close()
+
+    @torch.no_grad()
+    def __call__(self, step: int) -> None:
+        from bdl.viz import save_grid
+
+        def pictures(x):
+            return [t for t in gan_to_unit(x.float()).mul(255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu()
+                    .numpy()]
+
+        rows = []
+        for a, b in zip(*self.frames):
+            real_A = self.compute.images(to_gan(a[None], self.device))
+            real_B = self.compute.images(to_gan(b[None], self.device))
+            with self.compute.autocast():
+                fake_B = self.F_ab(real_A)
+                rec_A, fake_A = self.F_ba(fake_B), self.F_ba(real_B)
+            rows.append([p for x in (real_A, fake_B, rec_A, real_B, fake_A) for p in pictures(x)])
+        save_grid(rows, self.path)

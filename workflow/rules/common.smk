@@ -1,6 +1,7 @@
 # The wiring: how jobs run, their flags, and the input functions that connect round k to round k-1.
 import shlex
 import sys
+from pathlib import Path
 
 from bdl.cli import option_args  # noqa: E402  (the stages' own flag spelling; light: no torch)
 from bdl.defaults import on_off  # noqa: E402
@@ -57,6 +58,19 @@ def data_flags(domain, split=None):
 RUNTIME = flags(device=config["device"], workers=RT["workers"], bf16=on_off(RT["bf16"]),
                 channels_last=on_off(RT["channels_last"]))
 TRAIN_RUNTIME = flags(checkpoint_every=RT["checkpoint_every"], log_every=RT["log_every"])
+
+
+def watch_flags(model, m0=False):
+    """What a training job shows while it runs (bdl.training.Watch): TensorBoard events under
+    <results>/tensorboard/, named like the model; for a segmenter with runtime.eval_every, a val score (M0
+    reads no target data otherwise, so it gets the target's flags here)."""
+    options = {}
+    if RT["tensorboard"]:
+        options["tensorboard"] = f"{R}/tensorboard/{Path(model).relative_to(R).with_suffix('')}"
+    if Path(model).name == "segmenter.pt" and RT["eval_every"] > 0:
+        options |= {"eval_every": RT["eval_every"], "eval_split": config["target"]["val_split"]}
+        return " ".join([flags(**options), data_flags("target") if m0 else ""])
+    return flags(**options)
 
 
 def block_flags(block, skip=(), **given):
@@ -137,7 +151,7 @@ def pseudo_sets():
 def all_outputs():
     """The table, and every on-disk set with its gallery: sets are targets themselves, so deleting one
     regenerates it (and, being newer, everything made from it)."""
-    out = [f"{R}/metrics.tsv", f"{R}/diagnostics.tsv"]
+    out = [f"{R}/metrics.tsv", f"{R}/diagnostics.tsv", f"{R}/final/segmenter.pt"]
     for k in range(1, K + 1):
         out += [f"{R}/round{k}/translated.h5", f"{R}/round{k}/gallery.png"]
         for n in range(1, N + 1):

@@ -14,6 +14,7 @@ rule train_m0:
         args=lambda w: f"{seg_train_flags('source')} {data_flags('source')} {cache_flags('source')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+        watch=lambda w, output: watch_flags(output.model, m0=True),
     benchmark:
         f"{R}/benchmarks/m0/train.tsv"
     log:
@@ -24,7 +25,8 @@ rule train_m0:
     resources:
         **res("gpu"),
     shell:
-        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_segmenter.py\" {params.args} {params.inputs} {params.runtime} --threads {threads}"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_segmenter.py\" {params.args} {params.inputs} {params.runtime} {params.watch}"
+        " --threads {threads}"
         " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
@@ -39,6 +41,7 @@ use rule train_m0 as train_oracle with:
         args=lambda w: f"{seg_train_flags('oracle')} {data_flags('target')}",
         inputs="",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+        watch=lambda w, output: watch_flags(output.model),
     benchmark:
         f"{R}/benchmarks/oracle/train.tsv"
     log:
@@ -59,6 +62,7 @@ use rule train_m0 as train_adversarial with:
         args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+        watch=lambda w, output: watch_flags(output.model),
     benchmark:
         f"{R}/benchmarks/round{{k}}/adv_train.tsv"
     log:
@@ -80,7 +84,28 @@ use rule train_m0 as train_ssl with:
         args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+        watch=lambda w, output: watch_flags(output.model),
     benchmark:
         f"{R}/benchmarks/round{{k}}/ssl{{n}}_train.tsv"
     log:
         f"{R}/logs/round{{k}}/ssl{{n}}_train.log",
+
+
+# The loop's last model under one fixed name, for predict and bdl.load_segmenter: a copy (a link would break
+# when the results folder moves), remade whenever that model is.
+rule final_model:
+    input:
+        final_segmenter(K),
+    output:
+        f"{R}/final/segmenter.pt",
+    log:
+        f"{R}/logs/final_model.log",
+    conda:
+        "../envs/bdl.yaml"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "cp {input:q} {output:q} && echo 'final model: {input}' > {log:q}"

@@ -11,12 +11,14 @@ rule train_translator:
         model=f"{R}/round{{k}}/translator.pt",
         losses=f"{R}/round{{k}}/translator_losses.tsv",
         curves=report(f"{R}/round{{k}}/translator_curves.png", category="Loss curves", subcategory="round {k}"),
+        samples=report(f"{R}/round{{k}}/translator_samples.png", category="Translated source", subcategory="round {k}"),
     params:
         args=lambda w: " ".join(
             [translator_flags(w.k), data_flags("source"), data_flags("target"), cache_flags("source", "target")]
         ),
         segmenter=lambda w, input: flags(segmenter=input.segmenter[0]) if input.segmenter else "",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
+        watch=lambda w, output: watch_flags(output.model),
     benchmark:
         f"{R}/benchmarks/round{{k}}/translator_train.tsv"
     log:
@@ -27,8 +29,9 @@ rule train_translator:
     resources:
         **res("gpu"),
     shell:
-        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.runtime} --threads {threads}"
-        " --out {output.model:q} --losses {output.losses:q} --curves {output.curves:q} > {log:q} 2>&1"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.runtime}"
+        " {params.watch} --threads {threads} --out {output.model:q} --losses {output.losses:q}"
+        " --curves {output.curves:q} --samples {output.samples:q} > {log:q} 2>&1"
 
 
 rule translate:
