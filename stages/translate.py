@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Translate the whole source set with F and write it to one HDF5 file: uint8 images, the source labels,
-names, and attributes naming the translator and data that made it. See export_translated.py for PNGs."""
+names, and attributes naming the translator and data that made it. export_set.py writes it as GTA5-layout PNGs."""
 
 import argparse
 import json
