@@ -43,6 +43,43 @@ class SegmenterSettings:
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls)} | given)
 
 
+def segmenter_backward(model, disc, batch, tbatch, lambda_adv: float, compute: ComputeFormat, device,
+                       stage: str = "train_segmenter", step: int = 0):
+    """The gradient of M's loss for one step: cross-entropy on the (translated) source batch, and given a target
+    batch, its pseudo-label cross-entropy (if it has labels) and, given D, the adversarial term.
+    Returns (losses, source logits, target logits or None), logits detached.
+
+    The source loss is backpropagated before the target forward, so the two graphs are never held at once
+    (the reference code does the same to fit a 12 GB card); the summed gradient is the same as one backward
+    of the summed loss. D's parameters are left without gradient (requires_grad off) for the caller to turn on.
+    """
+    images = compute.images(to_unit(batch["image"], device))
+    labels = batch["label"].to(device, non_blocking=True)
+    with compute.autocast():
+        pred_s = model(images)
+        losses = {"seg": seg_ce(pred_s, labels)}
+    check_finite(stage, step, losses)
+    losses["seg"].backward()
+    if tbatch is None:
+        return losses, pred_s.detach(), None
+    with compute.autocast():
+        pred_t = model(compute.images(to_unit(tbatch["image"], device)))
+        total = pred_t.new_zeros((), dtype=torch.float32)
+        if "label" in tbatch:
+            losses["seg_target"] = seg_ce(pred_t, tbatch["label"].to(device, non_blocking=True))
+            total = total + losses["seg_target"]
+        if disc is not None:
+            for p in disc.parameters():
+                p.requires_grad_(False)
+            # M is rewarded when D takes its target output for source output
+            losses["adv"] = bce_adv(disc(F.softmax(pred_t, 1)), SOURCE)
+            total = total + lambda_adv * losses["adv"]
+    check_finite(stage, step, losses)
+    if total.requires_grad:
+        total.backward()
+    return losses, pred_s.detach(), pred_t.detach()
+
+
 def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, compute: ComputeFormat, device,
                     resumable: Resumable, stage="train_segmenter", watch: Watch | None = None):
     """Run ``s.iterations`` steps; returns (model, LossLog). ``target_loader`` is None for M0/oracle.
@@ -67,26 +104,9 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
         lr = poly_lr(s.lr, step, s.iterations, s.power)
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
-        batch = next(src_iter)
-        images, labels = compute.images(to_unit(batch["image"], device)), batch["label"].to(device, non_blocking=True)
-        tbatch = next(tgt_iter) if tgt_iter is not None else None
-        with compute.autocast():
-            pred_s = model(images)
-            losses = {"seg": seg_ce(pred_s, labels)}
-            total = losses["seg"]
-            if tbatch is not None:
-                pred_t = model(compute.images(to_unit(tbatch["image"], device)))
-                if "label" in tbatch:
-                    losses["seg_target"] = seg_ce(pred_t, tbatch["label"].to(device, non_blocking=True))
-                    total = total + losses["seg_target"]
-                if adapt:
-                    for p in disc.parameters():
-                        p.requires_grad_(False)
-                    # M is rewarded when D takes its target output for source output
-                    losses["adv"] = bce_adv(disc(F.softmax(pred_t, 1)), SOURCE)
-                    total = total + s.lambda_adv * losses["adv"]
-        check_finite(stage, step, losses)
-        total.backward()
+        batch, tbatch = next(src_iter), (next(tgt_iter) if tgt_iter is not None else None)
+        losses, pred_s, pred_t = segmenter_backward(model, disc if adapt else None, batch, tbatch, s.lambda_adv,
+                                                    compute, device, stage, step)
         opt.step()
         if adapt:
             for p in disc.parameters():
@@ -94,8 +114,8 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
             set_lr(opt_d, poly_lr(s.lr_d, step, s.iterations, s.power))
             opt_d.zero_grad(set_to_none=True)
             with compute.autocast():
-                d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s.detach(), 1)), SOURCE)
-                                + bce_adv(disc(F.softmax(pred_t.detach(), 1)), TARGET))
+                d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s, 1)), SOURCE)
+                                + bce_adv(disc(F.softmax(pred_t, 1)), TARGET))
             d_loss.backward()
             opt_d.step()
             losses["D"] = d_loss
