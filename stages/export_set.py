@@ -83,8 +83,7 @@ def main(args):
     from PIL import Image
 
     from bdl.artifacts import atomic_path
-    from bdl.data.demo import TRAINID_TO_LABELID
-    from bdl.data.labels import PALETTE, colorize
+    from bdl.data.labels import PALETTE, TRAINID_TO_LABELID, colorize
     from bdl.pseudo import apply_thresholds
 
     path = Path(args.set)

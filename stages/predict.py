@@ -7,6 +7,8 @@ under --out and keeping the image's sub-folder:
   <stem>_color.png      the same in the Cityscapes palette
   <stem>_labelIds.png   with --label-ids: Cityscapes labelIds, the format of Cityscapes' own evaluation
                         scripts and benchmark server
+--formats picks which (e.g. --formats labelIds alone for a folder to hand to cityscapesscripts' evaluation,
+which finds every PNG named after a frame and refuses two predictions of one).
 The model sees the image resized to --size when given (as in training), and its logits are upsampled back
 to the image's own size, as the evaluation does.
 
@@ -23,6 +25,7 @@ from bdl import BDLError  # noqa: E402
 from bdl.cli import add_runtime_args, run  # noqa: E402
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
+FORMATS = ("trainIds", "color", "labelIds")
 
 
 def get_args_parser():
@@ -32,6 +35,8 @@ def get_args_parser():
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="resize each image to W H for the model (the size it was trained at); default: as is")
     p.add_argument("--label-ids", action="store_true", help="also write Cityscapes labelId PNGs")
+    p.add_argument("--formats", nargs="+", choices=FORMATS, default=["trainIds", "color"],
+                   help="which PNGs to write (default: trainIds color; --label-ids adds labelIds)")
     add_runtime_args(p, out="folder for the label PNGs")
     return p
 
@@ -61,7 +66,7 @@ def main(args):
     from PIL import Image
 
     from bdl.artifacts import atomic_path
-    from bdl.data.labels import CITYSCAPES_ID_TO_TRAINID, colorize
+    from bdl.data.labels import TRAINID_TO_LABELID, colorize
     from bdl.data.readers import read_image, resize_pair
     from bdl.loops.inference import predict_full_size
     from bdl.models import load_segmenter
@@ -73,10 +78,8 @@ def main(args):
     model = load_segmenter(args.segmenter)
     compute = ComputeFormat.of(args, device)
     compute.model(model).eval()
-    to_label_id = np.full(256, 0, dtype=np.uint8)  # 255 (none here) would stay 'unlabeled', id 0
-    for label_id, train_id in CITYSCAPES_ID_TO_TRAINID.items():
-        to_label_id[train_id] = label_id
     out = Path(args.out)
+    formats = set(args.formats) | ({"labelIds"} if args.label_ids else set())
 
     def save(array, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,10 +92,12 @@ def main(args):
         _, pred = predict_full_size(model, torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1),
                                     image.shape[:2], device, compute)
         train_ids = pred.numpy().astype(np.uint8)
-        save(train_ids, out / f"{rel}_trainIds.png")
-        save(colorize(train_ids), out / f"{rel}_color.png")
-        if args.label_ids:
-            save(to_label_id[train_ids], out / f"{rel}_labelIds.png")
+        if "trainIds" in formats:
+            save(train_ids, out / f"{rel}_trainIds.png")
+        if "color" in formats:
+            save(colorize(train_ids), out / f"{rel}_color.png")
+        if "labelIds" in formats:
+            save(TRAINID_TO_LABELID[train_ids], out / f"{rel}_labelIds.png")
     print(f"segmented {len(items)} images into {out}", file=sys.stderr)
 
 

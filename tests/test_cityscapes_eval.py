@@ -1,16 +1,18 @@
 """Our scores against the field's own tool: cityscapesscripts' pixel-level evaluation of predict's labelId
 PNGs gives the class IoUs and mIoU of our evaluate on the demo val set.
 
-The official script is run in-process through its args object, with two departures from its command line,
-both about the demo's files and not the scores: no instance-level score (the demo ships no
-``*_gtFine_instanceIds.png``; nIoU is not what we compare), and only the ``*_labelIds.png`` files of the
-prediction folder are offered to its file matching (predict writes ``_trainIds``/``_color`` PNGs beside
-them, which also match its ``<city>_<seq>_<frame>*.png`` pattern, and it stops on a second match).
+Once as a user would run it (its command line on ``predict --formats labelIds``), and in-process through its
+args object for every model of the tiny run and for the NaN conventions (there only the ``*_labelIds.png``
+files of the prediction folder are offered to its file matching: predict's ``_trainIds``/``_color`` PNGs
+match its ``<city>_<seq>_<frame>*.png`` pattern too, and it stops on a second match).
 """
 
 import copy
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,13 +59,38 @@ def test_cityscapesscripts_agrees_with_evaluate_on_the_demo_val_set(finished_run
     assert abs(100 * theirs["averageScoreClasses"] - ours["miou"]) < 0.01
 
 
+def test_the_official_command_line_on_predict_s_label_ids(finished_run, tmp_path, cs_eval):
+    _, results = finished_run
+    target = results / "data" / "target"
+    dataset = tmp_path / "cityscapes"  # a copy: the script writes its result file into the dataset folder
+    shutil.copytree(target / "gtFine" / "val", dataset / "gtFine" / "val")
+    run_stage("predict", "--segmenter", results / "oracle" / "segmenter.pt", "--images",
+              target / "leftImg8bit" / "val", "--formats", "labelIds", "--threads", "1", "--out", tmp_path / "pred")
+    # csEvalPixelLevelSemanticLabeling's own main, as its command runs it, with one thing put back: its
+    # instance-level score calls np.in1d, which numpy 2.4 removed (cityscapesscripts 2.3.0 crashes without it)
+    command = ("import numpy; numpy.in1d = numpy.in1d if hasattr(numpy, 'in1d') else "
+               "lambda a, b, **k: numpy.isin(a, b, **k).ravel(); "
+               "from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import main; main()")
+    proc = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, cwd=tmp_path,
+                          env=os.environ | {"CITYSCAPES_DATASET": str(dataset),
+                                            "CITYSCAPES_RESULTS": str(tmp_path / "pred")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    theirs = json.loads((dataset / "evaluationResults" / "resultPixelLevelSemanticLabeling.json").read_text())
+    ours = json.loads((results / "oracle" / "eval.json").read_text())
+    assert abs(100 * theirs["averageScoreClasses"] - ours["miou"]) < 0.01
+    assert 0 <= theirs["averageScoreInstClasses"] <= 1  # the demo's instanceIds gave it instances to score
+    for name in CLASS_NAMES:
+        if ours["per_class"][name] is not None:
+            assert abs(100 * theirs["classScores"][name] - ours["per_class"][name]) < 0.01, name
+
+
 def test_both_leave_out_only_classes_absent_from_ground_truth_and_prediction(tmp_path, cs_eval):
     """The NaN convention, where the two could differ: a class absent from the ground truth but predicted
     scores 0 in both (the official false positives count only pixels whose ground truth is evaluated), a
     class absent from both is NaN in both and left out of both means."""
     import torch
 
-    from bdl.data.demo import TRAINID_TO_LABELID
+    from bdl.data.labels import TRAINID_TO_LABELID
     from bdl.metrics import ConfusionMatrix
 
     gt = np.zeros((8, 8), dtype=np.uint8)  # road
@@ -90,13 +117,14 @@ def test_scores_agree_where_every_class_is_partly_right(finished_run, tmp_path, 
     pixels replaced by random classes give every class of the ground truth an IoU between 0 and 1."""
     import torch
 
-    from bdl.data.demo import TRAINID_TO_LABELID
+    from bdl.data.labels import TRAINID_TO_LABELID
     from bdl.data.readers import decode_cityscapes_ids
     from bdl.metrics import ConfusionMatrix
 
     _, results = finished_run
     rng = np.random.default_rng(0)
-    cm, ground_truth = ConfusionMatrix(), sorted((results / "data" / "target" / "gtFine" / "val").rglob("*.png"))
+    val = results / "data" / "target" / "gtFine" / "val"
+    cm, ground_truth = ConfusionMatrix(), sorted(val.rglob("*_gtFine_labelIds.png"))
     for gt_path in ground_truth:
         gt = decode_cityscapes_ids(gt_path)
         pred = np.where(rng.random(gt.shape) < 1 / 3, rng.integers(0, 19, gt.shape), np.minimum(gt, 18))

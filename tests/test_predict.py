@@ -46,6 +46,9 @@ def test_predict_takes_any_size_and_a_list(finished_run, tmp_path):
     assert np.asarray(Image.open(tmp_path / "pred" / "a_trainIds.png")).shape == (37, 101)
     assert np.asarray(Image.open(tmp_path / "pred" / "b_trainIds.png")).shape == (93, 125)
     assert not (tmp_path / "pred" / "a_labelIds.png").exists()
+    run_stage("predict", "--segmenter", results / "m0" / "segmenter.pt", "--images", tmp_path / "list.txt",
+              "--formats", "labelIds", "--threads", "1", "--out", tmp_path / "ids")
+    assert sorted(p.name for p in (tmp_path / "ids").iterdir()) == ["a_labelIds.png", "b_labelIds.png"]
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "list_names_missing_file"])

@@ -19,11 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from bdl.data.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE, NUM_CLASSES, PALETTE
-
-TRAINID_TO_LABELID = np.zeros(256, dtype=np.uint8)  # ignored pixels become labelId 0 ("unlabeled")
-for _lid, _tid in CITYSCAPES_ID_TO_TRAINID.items():
-    TRAINID_TO_LABELID[_tid] = _lid
+from bdl.data.labels import IGNORE, INSTANCE_TRAINIDS, NUM_CLASSES, PALETTE, TRAINID_TO_LABELID
 
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEG, TERRAIN, SKY = range(11)
 PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = range(11, 19)
@@ -204,6 +200,16 @@ def _palette_png(ids: np.ndarray) -> Image.Image:
     return img
 
 
+def instance_ids(lab: np.ndarray, obj: np.ndarray) -> Image.Image:
+    """Cityscapes' ``*_instanceIds.png`` (16 bit): labelId * 1000 + instance for the per-instance classes, the
+    labelId elsewhere. Cityscapes' own evaluation scripts read it beside the labelIds (for nIoU)."""
+    ids = TRAINID_TO_LABELID[lab].astype(np.int32)
+    things = np.isin(lab, INSTANCE_TRAINIDS)
+    instance = np.unique(obj[things], return_inverse=True)[1].reshape(-1) if things.any() else np.zeros(0, int)
+    ids[things] = ids[things] * 1000 + instance
+    return Image.fromarray(ids.astype(np.uint16))
+
+
 def generate(out: Path, n_source: int, n_target_train: int, n_target_val: int,
              width: int = 128, height: int = 64, seed: int = 0) -> dict:
     """Write ``out/source`` (GTA5 layout) and ``out/target`` (Cityscapes layout); deterministic in ``seed``."""
@@ -228,6 +234,7 @@ def generate(out: Path, n_source: int, n_target_train: int, n_target_val: int,
             stem = f"{city}_{i:06d}_000019"
             Image.fromarray(render_target(rng_tgt, lab, obj)).save(img_dir / f"{stem}_leftImg8bit.png")
             Image.fromarray(TRAINID_TO_LABELID[lab], mode="L").save(gt_dir / f"{stem}_gtFine_labelIds.png")
+            instance_ids(lab, obj).save(gt_dir / f"{stem}_gtFine_instanceIds.png")
     assert IGNORE == 255
     return {"source": n_source, "target_train": n_target_train, "target_val": n_target_val,
             "width": width, "height": height, "seed": seed}

@@ -27,6 +27,13 @@ CITYSCAPES_ID_TO_TRAINID = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
     24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }
+# trainId -> Cityscapes labelId, for writing labels others read (GTA5-layout exports, predictions for the
+# Cityscapes scripts); ignored pixels (255) become labelId 0, "unlabeled"
+TRAINID_TO_LABELID = np.zeros(256, dtype=np.uint8)
+for _label_id, _train_id in CITYSCAPES_ID_TO_TRAINID.items():
+    TRAINID_TO_LABELID[_train_id] = _label_id
+# trainIds of the classes Cityscapes annotates per instance (person ... bicycle)
+INSTANCE_TRAINIDS = tuple(range(11, 19))
 # Ids that exist in the Cityscapes label definition (0..33); anything above is not a labelId.
 CITYSCAPES_MAX_ID = 33
 
