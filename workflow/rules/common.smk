@@ -153,7 +153,7 @@ def all_outputs():
     regenerates it (and, being newer, everything made from it)."""
     out = [f"{R}/metrics.tsv", f"{R}/diagnostics.tsv", f"{R}/final/segmenter.pt"]
     for k in range(1, K + 1):
-        out += [f"{R}/round{k}/translated.h5", f"{R}/round{k}/gallery.png"]
+        out += [f"{R}/round{k}/gallery.png"] + ([f"{R}/round{k}/translated.h5"] if config["keep_translated"] else [])
         for n in range(1, N + 1):
             out += [f"{R}/round{k}/ssl{n}/pseudo.h5", f"{R}/round{k}/ssl{n}/gallery.png"]
     return out

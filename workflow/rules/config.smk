@@ -72,10 +72,11 @@ def validate_config(cfg):
 def validate_layout(cfg):
     """List the configured data before any job: missing roots, wrong layouts, empty splits and images
     without labels stop the workflow here, in one line. Pixels are checked by the check_data job.
-    Returns the header size of each training domain's first image: domain -> ((w, h), file)."""
+    Returns the header size of each training domain's first image, domain -> ((w, h), file), and the number
+    of frames of each listing, (domain, split) -> n."""
     from bdl.data.readers import DataError, DatasetSpec, image_size
 
-    first = {}
+    first, counts = {}, {}
     try:
         for domain, split, labelled in (("source", cfg["source"]["split"], True),
                                         ("target", cfg["target"]["train_split"], cfg["oracle"]),
@@ -87,9 +88,10 @@ def validate_layout(cfg):
                 if sample.label is not None and not sample.label.is_file():
                     raise DataError(f"{sample.label}: label file not found for image {sample.image.name}")
             first.setdefault(domain, (image_size(samples[0].image), str(samples[0].image)))
+            counts[(domain, split)] = len(samples)
     except DataError as exc:
         config_error(f"{domain} data: {exc}")
-    return first
+    return first, counts
 
 
 def validate_weights(cfg):
@@ -116,12 +118,30 @@ def validate_sizes(cfg, first_frames):
     refusal = size_refusal(cfg, frames)
     if refusal:
         config_error(refusal)
+    return {domain: tuple(size) for domain, (size, _) in frames.items()}
+
+
+def plan_disk(cfg, counts, frames):
+    """Print what the run will write and stop, in one line, if the results' file system cannot hold it."""
+    from bdl.plan import disk_check, disk_plan
+
+    if counts is None:  # the demo pair: its own sizes
+        counts = {"source": cfg["demo"]["n_source"], "target_train": cfg["demo"]["n_target_train"]}
+    else:
+        counts = {"source": counts[("source", cfg["source"]["split"])],
+                  "target_train": counts[("target", cfg["target"]["train_split"])]}
+    line, refusal = disk_check(disk_plan(cfg, counts, frames), cfg["results"], cfg["runtime"]["disk_check"])
+    print(line, file=sys.stderr)
+    if refusal:
+        config_error(refusal)
 
 
 _full = validate_config(config)
 config.clear()
 config.update(_full)
-validate_sizes(config, validate_layout(config) if config["source"]["root"] is not None else None)
+_first, _counts = validate_layout(config) if config["source"]["root"] is not None else (None, None)
+_frames = validate_sizes(config, _first)
 if str(getattr(workflow, "exec_mode", "default")).lower().endswith("default"):
-    # the fit check builds the model (~2 s with torch): once, where the run starts, not in each job's parse
+    # once, where the run starts, not in each job's parse: the fit check builds the model (~2 s with torch)
+    plan_disk(config, _counts, _frames)
     validate_weights(config)

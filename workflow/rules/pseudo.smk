@@ -39,7 +39,12 @@ use rule gallery_translated as gallery_pseudo with:
     input:
         f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
     output:
-        report(f"{R}/round{{k}}/ssl{{n}}/gallery.png", category="Pseudo-labels", subcategory="round {k}"),
+        report(
+            f"{R}/round{{k}}/ssl{{n}}/gallery.png",
+            category="Pseudo-labels",
+            subcategory="round {k}",
+            caption="../report/gallery_pseudo.rst",
+        ),
     params:
         set=lambda w, input: flags(pseudo=input[0]),
         args=lambda w: data_flags("target"),

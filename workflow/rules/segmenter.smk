@@ -9,7 +9,7 @@ rule train_m0:
     output:
         model=f"{R}/m0/segmenter.pt",
         losses=f"{R}/m0/losses.tsv",
-        curves=report(f"{R}/m0/curves.png", category="Loss curves", subcategory="M0"),
+        curves=report(f"{R}/m0/curves.png", category="Loss curves", subcategory="M0", caption="../report/curves.rst"),
     params:
         args=lambda w: f"{seg_train_flags('source')} {data_flags('source')} {cache_flags('source')}",
         inputs=lambda w, input: model_input_flags(input),
@@ -36,7 +36,7 @@ use rule train_m0 as train_oracle with:
     output:
         model=f"{R}/oracle/segmenter.pt",
         losses=f"{R}/oracle/losses.tsv",
-        curves=report(f"{R}/oracle/curves.png", category="Loss curves", subcategory="oracle"),
+        curves=report(f"{R}/oracle/curves.png", category="Loss curves", subcategory="oracle", caption="../report/curves.rst"),
     params:
         args=lambda w: f"{seg_train_flags('oracle')} {data_flags('target')}",
         inputs="",
@@ -57,7 +57,12 @@ use rule train_m0 as train_adversarial with:
     output:
         model=f"{R}/round{{k}}/adv/segmenter.pt",
         losses=f"{R}/round{{k}}/adv/losses.tsv",
-        curves=report(f"{R}/round{{k}}/adv/curves.png", category="Loss curves", subcategory="round {k}"),
+        curves=report(
+            f"{R}/round{{k}}/adv/curves.png",
+            category="Loss curves",
+            subcategory="round {k}",
+            caption="../report/curves.rst",
+        ),
     params:
         args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),
@@ -79,7 +84,12 @@ use rule train_m0 as train_ssl with:
     output:
         model=f"{R}/round{{k}}/ssl{{n}}/segmenter.pt",
         losses=f"{R}/round{{k}}/ssl{{n}}/losses.tsv",
-        curves=report(f"{R}/round{{k}}/ssl{{n}}/curves.png", category="Loss curves", subcategory="round {k}"),
+        curves=report(
+            f"{R}/round{{k}}/ssl{{n}}/curves.png",
+            category="Loss curves",
+            subcategory="round {k}",
+            caption="../report/curves.rst",
+        ),
     params:
         args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),

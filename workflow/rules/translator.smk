@@ -10,8 +10,18 @@ rule train_translator:
     output:
         model=f"{R}/round{{k}}/translator.pt",
         losses=f"{R}/round{{k}}/translator_losses.tsv",
-        curves=report(f"{R}/round{{k}}/translator_curves.png", category="Loss curves", subcategory="round {k}"),
-        samples=report(f"{R}/round{{k}}/translator_samples.png", category="Translated source", subcategory="round {k}"),
+        curves=report(
+            f"{R}/round{{k}}/translator_curves.png",
+            category="Loss curves",
+            subcategory="round {k}",
+            caption="../report/translator_curves.rst",
+        ),
+        samples=report(
+            f"{R}/round{{k}}/translator_samples.png",
+            category="Translated source",
+            subcategory="round {k}",
+            caption="../report/translator_samples.rst",
+        ),
     params:
         args=lambda w: " ".join(
             [translator_flags(w.k), data_flags("source"), data_flags("target"), cache_flags("source", "target")]
@@ -40,7 +50,8 @@ rule translate:
         cache_of("source"),
         translator=f"{R}/round{{k}}/translator.pt",
     output:
-        f"{R}/round{{k}}/translated.h5",
+        # keep_translated: false deletes it once every job reading it is done (the models stay valid)
+        f"{R}/round{{k}}/translated.h5" if config["keep_translated"] else temp(f"{R}/round{{k}}/translated.h5"),
     params:
         args=lambda w: " ".join(
             [data_flags("source"), cache_flags("source"), flags(batch_size=RT["inference_batch_size"])]
@@ -64,7 +75,12 @@ rule gallery_translated:
     input:
         f"{R}/round{{k}}/translated.h5",
     output:
-        report(f"{R}/round{{k}}/gallery.png", category="Translated source", subcategory="round {k}"),
+        report(
+            f"{R}/round{{k}}/gallery.png",
+            category="Translated source",
+            subcategory="round {k}",
+            caption="../report/gallery_translated.rst",
+        ),
     params:
         set=lambda w, input: flags(translated=input[0]),
         args=lambda w: data_flags("source"),
