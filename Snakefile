@@ -16,6 +16,7 @@ include: "workflow/rules/segmenter.smk"
 include: "workflow/rules/translator.smk"
 include: "workflow/rules/pseudo.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/viewer.smk"
 
 
 # seconds of work each: on a cluster they run on the submit host instead of waiting in the queue
@@ -24,9 +25,11 @@ localrules:
     diagnostics,
     gallery_translated,
     gallery_pseudo,
+    viewer,
 
 
 rule all:
     input:
         all_outputs(),
+        f"{R}/viewer",
     default_target: True

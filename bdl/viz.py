@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from bdl.artifacts import atomic_path
-from bdl.data.labels import IGNORE, colorize
+from bdl.data.labels import IGNORE, PALETTE, colorize
 
 
 def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -67,3 +67,47 @@ def plot_curves(rows: list[dict], path, title: str) -> None:
 def read_png(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img.convert("RGB"))
+
+
+# Ignored pixels are dimmed and striped, not painted a colour: black is a legal-looking colour next to the
+# palette's dark classes, and a reader must tell "no label here" from "labelled dark" at a glance.
+HATCH = (200, 200, 200)
+
+
+def hatch_ignored(picture: np.ndarray, label: np.ndarray, period: int = 8, width: int = 2) -> np.ndarray:
+    """``picture`` with the pixels ``label`` ignores (255) dimmed to 40% and crossed by light diagonal stripes."""
+    out = picture.copy()
+    ignored = label == IGNORE
+    rows, cols = np.indices(label.shape)
+    out[ignored] = (out[ignored] * 0.4).astype(np.uint8)
+    out[ignored & ((rows + cols) % period < width)] = HATCH
+    return out
+
+
+def label_overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Class colours blended over the image, ignored pixels hatched."""
+    return hatch_ignored(overlay(image, label, alpha), label)
+
+
+def label_colours(label: np.ndarray) -> np.ndarray:
+    """Class colours, ignored pixels hatched over black."""
+    return hatch_ignored(colorize(label), label)
+
+
+def save_label_png(label: np.ndarray, path) -> None:
+    """trainIds as a palette PNG, written atomically: viewers show the Cityscapes colours (255 black), and
+    ``read_label_png`` gets the trainIds back."""
+    img = Image.fromarray(label.astype(np.uint8))
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[:len(PALETTE)] = PALETTE
+    img.putpalette(palette.ravel().tolist())  # turns the L image into a P one, pixel values kept
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def read_label_png(path) -> np.ndarray:
+    """The trainIds of a palette PNG written by ``save_label_png``."""
+    with Image.open(path) as img:
+        if img.mode != "P":
+            raise ValueError(f"{path}: a {img.mode} PNG, not a palette PNG of trainIds")
+        return np.asarray(img)

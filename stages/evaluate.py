@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a segmenter on the labelled target val set: mIoU (19, 16, 13 classes), per-class IoU and pixel
-accuracy as JSON, and colour PNGs (image | prediction | ground truth) for the first few images."""
+accuracy as JSON, and for the first few images a colour PNG (image | prediction | ground truth) and the
+prediction alone as a trainId palette PNG (<name>_pred.png, read by stages/viewer.py)."""
 
 import argparse
 import sys
@@ -17,7 +18,7 @@ def get_args_parser():
     p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
     add_dataset_args(p, "target", "labelled evaluation images")
     p.add_argument("--split", default=default("target.val_split"), help="split to evaluate (Cityscapes layout)")
-    p.add_argument("--predictions", help="folder for colour prediction PNGs")
+    p.add_argument("--predictions", help="folder for the prediction PNGs (<name>.png, <name>_pred.png)")
     p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
     add_runtime_args(p, out="metrics (.json)")
@@ -33,7 +34,7 @@ def main(args):
     from bdl.loops.inference import evaluate_set
     from bdl.models import load_segmenter
     from bdl.runtime import ComputeFormat, start_process
-    from bdl.viz import read_png, save_grid
+    from bdl.viz import read_png, save_grid, save_label_png
 
     device = start_process(args)
     model = load_segmenter(args.segmenter)
@@ -65,6 +66,8 @@ def main(args):
         for (name, pred, gt), s in zip(kept, samples):
             image = read_png(s.image)
             save_grid([[image, colorize(pred), colorize(gt)]], out / f"{name}.png")
+            # the labels themselves, not a picture: the viewer draws them at its own sizes
+            save_label_png(pred, out / f"{name}_pred.png")
     write_json(args.out, result)
     print(f"{args.segmenter}: mIoU {result['miou']:.2f} (16: {result['miou16']:.2f}, 13: {result['miou13']:.2f})",
           file=sys.stderr)

@@ -31,6 +31,8 @@ KEYS = {
     "make_demo_data": {k: f"demo.{k}" for k in ("n_source", "n_target_train", "n_target_val", "width", "height",
                                                  "seed")},
     "gallery": DATA,
+    "viewer": DATA | {"val_split": "target.val_split"} | {k: f"viewer.{k}" for k in ("sample", "thumb_width",
+                                                                                     "per_page")},
 }
 # flags with no config key, and why they may keep a default of their own
 OWN = {"gan_mode",  # CycleGAN's LSGAN, the paper's; no config key

@@ -1,0 +1,41 @@
+# One static HTML page of the run's sets (stages/viewer.py): opened from disk, and part of the report.
+
+VIEWER_TRANSLATED = {f"round{k}": f"{R}/round{k}/translated.h5" for k in range(1, K + 1)}
+VIEWER_PREDICTIONS = {model: f"{R}/{folder}/predictions" for model, folder in evaluated_models().items()}
+
+
+rule viewer:
+    input:
+        translated=list(VIEWER_TRANSLATED.values()),
+        pseudo=list(pseudo_sets().values()),
+        predictions=list(VIEWER_PREDICTIONS.values()),
+        scores=[f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
+    output:
+        report(directory(f"{R}/viewer"), htmlindex="index.html", category="Viewer", caption="../report/viewer.rst"),
+    params:
+        # NAME=PATH items in the loop's order; a kind with no set (ssl_steps: 0) gives no flag at all
+        sets=lambda w, input: flags(
+            translated=[f"{name}={path}" for name, path in zip(VIEWER_TRANSLATED, input.translated)] or None,
+            pseudo=[f"{name}={path}" for name, path in zip(pseudo_sets(), input.pseudo)] or None,
+            predictions=[f"{name}={path}" for name, path in zip(VIEWER_PREDICTIONS, input.predictions)] or None,
+        ),
+        args=lambda w: " ".join(
+            [
+                data_flags("source"),
+                data_flags("target"),
+                flags(val_split=config["target"]["val_split"]),
+                block_flags(config["viewer"]),
+            ]
+        ),
+    benchmark:
+        f"{R}/benchmarks/viewer.tsv"
+    log:
+        f"{R}/logs/viewer.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python \"$BDL_STAGES/viewer.py\" {params.sets} {params.args} --out {output:q} > {log:q} 2>&1"
