@@ -1,6 +1,7 @@
 """Checks the workflow makes when it parses the config, before any job: where torchvision keeps its
 ImageNet weights, and whether a configured weights file exists and fits the backbone. Torch-free except
-for the fit check of a local weights file, which needs the model."""
+for the fit check of a local weights file, which needs the model (or, for the reference's backbones, the
+manifest of the reference's files: bdl.models.reference_manifest)."""
 
 import os
 from pathlib import Path
@@ -45,9 +46,13 @@ def weights_refusal(seg: dict) -> str | None:
         return f"config key 'segmenter.weights': weights file '{path}' not found"
     from bdl import BDLError
     from bdl.models import build_segmenter
+    from bdl.models.reference_weights import REFERENCE_BACKBONES, convert
 
     try:
-        build_segmenter(backbone, weights=str(path), width=seg["width"], aspp_dilations=seg["aspp_dilations"])
+        if backbone in REFERENCE_BACKBONES:  # checked against the reference's manifest, no model built
+            convert(backbone, path)
+        else:
+            build_segmenter(backbone, weights=str(path), width=seg["width"], aspp_dilations=seg["aspp_dilations"])
     except BDLError as exc:
         return f"config key 'segmenter.weights': {exc}"
     return None

@@ -31,7 +31,7 @@ def get_args_parser():
     m = p.add_argument_group("model")
     m.add_argument("--init", help="start from this segmenter checkpoint (its architecture wins)")
     m.add_argument("--backbone", default=default("segmenter.backbone"),
-                   choices=("resnet101", "resnet50", "resnet18", "resnet_mini", "vgg16"))
+                   choices=("resnet101", "resnet50", "resnet18", "resnet_mini", "vgg16", "resnet101_ref", "vgg16_ref"))
     m.add_argument("--width", type=int, default=default("segmenter.width"), help="trunk width for resnet_mini / vgg16")
     m.add_argument("--weights", default=default("segmenter.weights"),
                    help="'none', 'imagenet' or a local state-dict file")

@@ -79,29 +79,15 @@ class ASPP(nn.Module):
         return sum(branch(x) for branch in self.branches)
 
 
-class DeepLabV2(nn.Module):
-    def __init__(self, num_classes=NUM_CLASSES, backbone="resnet101", weights="none", width=64, freeze_bn=False,
-                 dilations=(6, 12, 18, 24)):
-        super().__init__()
-        self.normalize = Normalize()
-        if backbone in ("resnet50", "resnet101"):
-            self.backbone = TorchvisionTrunk(backbone)
-            tv_name = backbone
-        else:
-            blocks = (2, 2, 2, 2) if backbone == "resnet18" else (1, 1, 1, 1)
-            self.backbone = BasicTrunk(64 if backbone == "resnet18" else width, blocks)
-            tv_name = "resnet18"
-        self.classifier = ASPP(self.backbone.out_channels, num_classes, dilations)
+class DeepLabBase(nn.Module):
+    """What every DeepLab v2 here shares: ``normalize`` -> ``backbone`` -> summed-ASPP ``classifier``, logits
+    upsampled to the input; optionally BatchNorm kept in eval mode while training."""
+
+    align_corners = False
+
+    def freeze_batchnorm(self, freeze_bn: bool, affine_too: bool = False):
         self.freeze_bn = freeze_bn
-
-        def imagenet():
-            import torchvision
-
-            enum = torchvision.models.get_model_weights(tv_name)
-            return enum.IMAGENET1K_V1.get_state_dict(progress=False)
-
-        self.ignored_weights = load_trunk_weights(self.backbone, weights, imagenet)
-        if freeze_bn:
+        if freeze_bn or affine_too:
             for m in self.backbone.modules():
                 if isinstance(m, nn.BatchNorm2d):
                     m.weight.requires_grad_(False)
@@ -123,6 +109,28 @@ class DeepLabV2(nn.Module):
     def forward(self, x):
         h, w = x.shape[-2:]
         logits = self.classifier(self.backbone(self.normalize(x)))
-        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=self.align_corners)
 
 
+class DeepLabV2(DeepLabBase):
+    def __init__(self, num_classes=NUM_CLASSES, backbone="resnet101", weights="none", width=64, freeze_bn=False,
+                 dilations=(6, 12, 18, 24)):
+        super().__init__()
+        self.normalize = Normalize()
+        if backbone in ("resnet50", "resnet101"):
+            self.backbone = TorchvisionTrunk(backbone)
+            tv_name = backbone
+        else:
+            blocks = (2, 2, 2, 2) if backbone == "resnet18" else (1, 1, 1, 1)
+            self.backbone = BasicTrunk(64 if backbone == "resnet18" else width, blocks)
+            tv_name = "resnet18"
+        self.classifier = ASPP(self.backbone.out_channels, num_classes, dilations)
+
+        def imagenet():
+            import torchvision
+
+            enum = torchvision.models.get_model_weights(tv_name)
+            return enum.IMAGENET1K_V1.get_state_dict(progress=False)
+
+        self.ignored_weights = load_trunk_weights(self.backbone, weights, imagenet)
+        self.freeze_batchnorm(freeze_bn)

@@ -4,13 +4,20 @@ from bdl.data.labels import NUM_CLASSES
 from bdl.models.cyclegan import ResnetGenerator
 from bdl.models.deeplab import DeepLabV2
 from bdl.models.fcn8s import FCN8s
+from bdl.models.reference import ReferenceDeepLab, ReferenceFCN8s
 
-SEGMENTER_BACKBONES = ("resnet101", "resnet50", "resnet18", "resnet_mini", "vgg16")
+# *_ref: the reference's own models (Caffe-style trunk, BGR input), for its initial weights and released models
+SEGMENTER_BACKBONES = ("resnet101", "resnet50", "resnet18", "resnet_mini", "vgg16", "resnet101_ref", "vgg16_ref")
 
 
 def build_segmenter(backbone: str, num_classes: int = NUM_CLASSES, weights: str = "none", width: int = 64,
                     freeze_bn: bool = False, aspp_dilations=(6, 12, 18, 24)):
-    """M by backbone name. ``weights``: 'none', 'imagenet' (torchvision download) or a local .pth file."""
+    """M by backbone name. ``weights``: 'none', 'imagenet' (torchvision download) or a local .pth file.
+    The ``*_ref`` backbones have the reference's fixed sizes: ``width`` does not apply to them."""
+    if backbone == "resnet101_ref":
+        return ReferenceDeepLab(num_classes, weights=weights, freeze_bn=freeze_bn, dilations=tuple(aspp_dilations))
+    if backbone == "vgg16_ref":
+        return ReferenceFCN8s(num_classes, weights=weights)
     if backbone == "vgg16":
         return FCN8s(num_classes, weights=weights, width=width)
     if backbone in SEGMENTER_BACKBONES:
