@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: workflow.source_path("config/config.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/config.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
@@ -26,6 +29,7 @@ localrules:
     gallery_translated,
     gallery_pseudo,
     viewer,
+    sample_translated,
 
 
 rule all:

@@ -9,6 +9,12 @@ from bdl.artifacts import atomic_path
 from bdl.data.labels import IGNORE, PALETTE, colorize
 
 
+def sample_indices(n: int, count: int) -> np.ndarray:
+    """``count`` frame positions of ``n``, evenly spaced: the viewer and the galleries show the same frames in
+    every round."""
+    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int)) if n else np.zeros(0, int)
+
+
 def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     col = colorize(label).astype(np.float32)
     out = image.astype(np.float32)

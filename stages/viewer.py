@@ -90,7 +90,8 @@ document.querySelectorAll("section").forEach(function (sec) {
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--translated", nargs="+", metavar="NAME=H5", help="translated sets, one per round")
+    p.add_argument("--translated", nargs="+", metavar="NAME=H5",
+                   help="translated sets, one per round, or samples of them (stages/sample_set.py)")
     p.add_argument("--pseudo", nargs="+", metavar="NAME=H5", help="pseudo-label sets, one per SSL step")
     p.add_argument("--predictions", nargs="+", metavar="NAME=DIR",
                    help="evaluate.py's prediction folders, one per model (their <name>_pred.png)")
@@ -159,15 +160,9 @@ class Tiles:
         return {"full": full, "thumb": thumb, "size": size, "alt": alt, "note": note}
 
 
-def sample_indices(n: int, count: int):
-    import numpy as np
-
-    # evenly spaced like the galleries, so a round's row shows the same frame as every other round's
-    return np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int)) if n else np.zeros(0, int)
-
-
 def open_sets(pairs, want: tuple, what: str, samples, flag: str) -> list:
-    """The HDF5 sets of ``pairs`` (name, path), each checked to hold ``want`` and the frames ``samples`` lists."""
+    """The HDF5 sets of ``pairs`` (name, path), each checked to hold ``want`` and the frames ``samples`` lists:
+    (name, path, file, row of frame i). A sample of a set (stages/sample_set.py) holds only some frames."""
     import h5py
 
     names = [s.name for s in samples]
@@ -177,20 +172,28 @@ def open_sets(pairs, want: tuple, what: str, samples, flag: str) -> list:
             f = h5py.File(path, "r")
         except OSError:
             raise BDLError(f"{path}: not an HDF5 file ({flag})") from None
-        out.append((name, path, f))
+        positions = [int(i) for i in f.attrs["indices"]] if "indices" in f.attrs else None
+        row = {i: r for r, i in enumerate(positions)} if positions is not None else None
+        out.append((name, path, f, (lambda i, row=row: row[i]) if row is not None else (lambda i: i)))
         missing = [k for k in want if k not in f]
         if missing:
             raise BDLError(f"{path}: not a {what} (no '{missing[0]}' array)")
         stored = list(f["names"].asstr()[:])
-        if stored != names:
-            first = next((i for i, (a, b) in enumerate(zip(stored, names)) if a != b), min(len(stored), len(names)))
-            raise BDLError(f"{path}: its {len(stored)} frames are not the {len(names)} the data flags list "
+        expected = names if positions is None else [names[i] for i in positions if i < len(names)]
+        if positions is not None and f.attrs.get("total") != len(names):
+            raise BDLError(f"{path}: a sample of a set of {f.attrs.get('total')} frames, not of the {len(names)} "
+                           "the data flags list; was it made from other data?")
+        if stored != expected:
+            first = next((i for i, (a, b) in enumerate(zip(stored, expected)) if a != b),
+                         min(len(stored), len(expected)))
+            raise BDLError(f"{path}: its {len(stored)} frames are not the {len(expected)} the data flags list "
                            f"(first difference at frame {first}); was it made from other data?")
     return out
 
 
 def translated_section(args, pairs, tiles: Tiles) -> dict:
     from bdl.data.readers import read_image, resize_pair
+    from bdl.viz import sample_indices
 
     samples = dataset_spec(args, "source").samples(with_labels=False)
     sets = open_sets(pairs, ("images", "labels", "names"), "translated set", samples, "--translated")
@@ -199,12 +202,13 @@ def translated_section(args, pairs, tiles: Tiles) -> dict:
         image, _ = resize_pair(read_image(samples[i].image), None, args.source_size)
         name = samples[i].name
         cells = [tiles.cell("translated", row, "source", image, alt=f"source {name}")]
-        cells += [tiles.cell("translated", row, key, f["images"][i], alt=f"{key} {name}")
-                  for key, _, f in sets]
-        cells.append(tiles.cell("translated", row, "label", label=sets[0][2]["labels"][i], alt=f"label {name}"))
+        cells += [tiles.cell("translated", row, key, f["images"][at(i)], alt=f"{key} {name}")
+                  for key, _, f, at in sets]
+        first, at = sets[0][2], sets[0][3]
+        cells.append(tiles.cell("translated", row, "label", label=first["labels"][at(i)], alt=f"label {name}"))
         rows.append((name, cells))
     return {"id": "translated", "title": "Source frames and their translation", "rows": rows, "total": len(samples),
-            "columns": ["source", *(f"translated, {key}" for key, _, _ in sets), "source label"],
+            "columns": ["source", *(f"translated, {key}" for key, *_ in sets), "source label"],
             "text": "The source frame, the same frame translated by each round's F, and the label M trains on."}
 
 
@@ -213,11 +217,12 @@ def pseudo_section(args, pairs, tiles: Tiles) -> dict:
 
     from bdl.data.readers import read_image, resize_pair
     from bdl.pseudo import apply_thresholds
+    from bdl.viz import sample_indices
 
     samples = dataset_spec(args, "target").samples(with_labels=False)
     sets = open_sets(pairs, ("pred", "prob", "names"), "pseudo-label set", samples, "--pseudo")
     thresholds = []
-    for _, path, f in sets:
+    for _, path, f, _ in sets:
         if "thresholds" not in f.attrs:
             raise BDLError(f"{path}: not a pseudo-label set (no 'thresholds' attribute)")
         thresholds.append(np.asarray(f.attrs["thresholds"], dtype=np.float16))  # the precision it stores
@@ -226,13 +231,13 @@ def pseudo_section(args, pairs, tiles: Tiles) -> dict:
         image, _ = resize_pair(read_image(samples[i].image), None, args.target_size)
         name = samples[i].name
         cells = [tiles.cell("pseudo", row, "target", image, alt=f"target {name}")]
-        for (key, _, f), t in zip(sets, thresholds):
-            label = apply_thresholds(f["pred"][i], f["prob"][i], t)
+        for (key, _, f, at), t in zip(sets, thresholds):
+            label = apply_thresholds(f["pred"][at(i)], f["prob"][at(i)], t)
             kept = f"{100 * np.mean(label != 255):.0f}% kept"
             cells.append(tiles.cell("pseudo", row, key, image, label, alt=f"{key} {name}", note=kept))
         rows.append((name, cells))
     return {"id": "pseudo", "title": "Target frames and their pseudo-labels", "rows": rows, "total": len(samples),
-            "columns": ["target", *(f"pseudo-labels, {key}" for key, _, _ in sets)],
+            "columns": ["target", *(f"pseudo-labels, {key}" for key, *_ in sets)],
             "text": "Each SSL step's pseudo-labels over the target frame; hatched pixels are ignored (no loss)."}
 
 

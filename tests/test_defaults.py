@@ -13,10 +13,11 @@ from bdl.defaults import default, switch
 RUNTIME = {"device": "device", "seed": "seed", "workers": "runtime.workers", "bf16": "runtime.bf16",
            "channels_last": "runtime.channels_last"}
 TRAINING = RUNTIME | {"checkpoint_every": "runtime.checkpoint_every", "log_every": "runtime.log_every"}
+SEGMENTER_WATCH = {"eval_every": "runtime.eval_every", "eval_split": "target.val_split"}
 DATA = {f"{d}_{k}": f"{d}.{k}" for d in ("source", "target") for k in ("size", "on_mismatch")} | {
     "source_split": "source.split", "target_split": "target.train_split"}
 KEYS = {
-    "train_segmenter": TRAINING | DATA | {k: f"segmenter.{k}" for k in (
+    "train_segmenter": TRAINING | DATA | SEGMENTER_WATCH | {k: f"segmenter.{k}" for k in (
         "backbone", "width", "weights", "aspp_dilations", "batch_size", "crop", "lr", "momentum", "weight_decay",
         "power", "lambda_adv", "lr_d", "ndf")},
     "train_translator": TRAINING | DATA | {k: f"translator.{k}" for k in (

@@ -19,7 +19,9 @@ from PIL import Image
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = {"train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl",
              "translate", "pseudo_label", "evaluate"}
-LOCAL_RULES = {"collect_metrics", "diagnostics", "gallery_translated", "gallery_pseudo"}  # run on the submit host
+# seconds of work each: they run on the submit host
+LOCAL_RULES = {"collect_metrics", "diagnostics", "gallery_translated", "gallery_pseudo", "viewer", "sample_translated",
+               "final_model"}
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)")
 # Stage logs whose job asked for a GPU (resource gpu=1 -> sbatch --gpus=1), by file name.
 GPU_LOG = re.compile(r"(train|translate|pseudo|evaluate)\.log$")
@@ -107,14 +109,15 @@ def test_full_workflow_through_sbatch_matches_local_run(cluster, profile, finish
     jobs = SUBMITTED.findall(out)
     total = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
     local = sum(int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, re.M) if rule in LOCAL_RULES)
-    assert local == 4  # metrics, diagnostics, one gallery of each kind: K = N = 1
+    assert local == 7  # metrics, diagnostics, one gallery of each kind, viewer, its sample, final: K = N = 1
     assert len(jobs) == total - 1 - local and total > 10  # every job but 'all' and the local rules
     for job_id, slurm_log in jobs:  # the plugin deletes a successful job's SLURM log, keeps a failed one's
         assert Path(slurm_log).stem == job_id
     stage_logs = sorted((results / "logs").rglob("*.log"))
     assert len(stage_logs) == total - 1
     ids = {job_id for job_id, _ in jobs}
-    local_logs = [log for log in stage_logs if re.search(r"(gallery|collect_metrics|diagnostics)\.log$", log.name)]
+    local_log = re.compile(r"(gallery|collect_metrics|diagnostics|viewer|viewer_sample|final_model)\.log$")
+    local_logs = [log for log in stage_logs if local_log.search(log.name)]
     assert len(local_logs) == local and not any("slurm job" in log.read_text() for log in local_logs)
     for log in set(stage_logs) - set(local_logs):
         head = re.search(r"^slurm job (\d+) on localhost, gpus (\d+), cpus \d+, partition (\w+)", log.read_text(),

@@ -152,3 +152,19 @@ def test_label_pictures(tmp_path):
     grey = np.full((2, 4, 3), 100, np.uint8)
     drawn = hatch_ignored(grey, label)
     assert (drawn[label != 255] == 100).all() and (drawn[label == 255] != 100).all()
+
+
+def test_the_viewer_reads_a_sample_of_each_translated_set(finished_run, tmp_path):
+    import h5py
+    import numpy as np
+
+    _, results = finished_run
+    full, sample = results / "round1" / "translated.h5", results / "round1" / "viewer_sample.h5"
+    with h5py.File(full, "r") as f, h5py.File(sample, "r") as s:
+        indices = list(s.attrs["indices"])
+        assert s.attrs["total"] == len(f["names"]) and 0 < len(indices) <= default("viewer.sample")
+        for key in ("images", "labels", "names"):
+            assert np.array_equal(s[key][:], f[key][indices]), key
+    refused = run_stage("sample_set", tmp_path / "nope.h5", "--out", tmp_path / "s.h5", check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("error:")
+    assert not (tmp_path / "s.h5").exists()

@@ -8,7 +8,13 @@ rule evaluate:
         pseudo=lambda w: pseudo_made_by(w.model),
     output:
         metrics=f"{R}/{{model}}/eval.json",
-        predictions=directory(f"{R}/{{model}}/predictions"),
+        predictions=report(
+            directory(f"{R}/{{model}}/predictions"),
+            patterns=["{name,.+(?<!_pred)}.png"],
+            category="Predictions",
+            subcategory="{model}",
+            caption="../report/predictions.rst",
+        ),
     params:
         args=lambda w: " ".join(
             [
@@ -37,7 +43,12 @@ rule collect_metrics:
     input:
         [f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
     output:
-        report(f"{R}/metrics.tsv", category="Ablation table", labels={"table": "mIoU per model"}),
+        report(
+            f"{R}/metrics.tsv",
+            category="Ablation table",
+            labels={"table": "mIoU per model"},
+            caption="../report/metrics.rst",
+        ),
     params:
         pairs=lambda w, input: " ".join(shlex.quote(f"{m}={p}") for m, p in zip(evaluated_models(), input)),
     log:
@@ -57,7 +68,12 @@ rule diagnostics:
         evals=[f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
         pseudo=list(pseudo_sets().values()),
     output:
-        report(f"{R}/diagnostics.tsv", category="Ablation table", labels={"table": "diagnostics"}),
+        report(
+            f"{R}/diagnostics.tsv",
+            category="Ablation table",
+            labels={"table": "diagnostics"},
+            caption="../report/diagnostics.rst",
+        ),
     params:
         evals=lambda w, input: " ".join(
             shlex.quote(f"{m}={p}") for m, p in zip(evaluated_models(), input.evals)

@@ -1,6 +1,8 @@
 # One static HTML page of the run's sets (stages/viewer.py): opened from disk, and part of the report.
 
-VIEWER_TRANSLATED = {f"round{k}": f"{R}/round{k}/translated.h5" for k in range(1, K + 1)}
+# the viewer reads a sample of each translated set, taken as soon as the set exists: with keep_translated:
+# false the set itself is then dropped after its round, not kept until the viewer's turn at the end
+VIEWER_TRANSLATED = {f"round{k}": f"{R}/round{k}/viewer_sample.h5" for k in range(1, K + 1)}
 VIEWER_PREDICTIONS = {model: f"{R}/{folder}/predictions" for model, folder in evaluated_models().items()}
 
 
@@ -39,3 +41,22 @@ rule viewer:
         runtime=10,
     shell:
         "python \"$BDL_STAGES/viewer.py\" {params.sets} {params.args} --out {output:q} > {log:q} 2>&1"
+
+
+rule sample_translated:
+    input:
+        f"{R}/round{{k}}/translated.h5",
+    output:
+        f"{R}/round{{k}}/viewer_sample.h5",
+    params:
+        sample=flags(sample=config["viewer"]["sample"]),
+    log:
+        f"{R}/logs/round{{k}}/viewer_sample.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python \"$BDL_STAGES/sample_set.py\" {input:q} {params.sample} --out {output:q} > {log:q} 2>&1"
