@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from bdl import BDLError
 from bdl.artifacts import frames
 from bdl.data.datasets import H5SegmentationDataset
 from bdl.data.labels import IGNORE
@@ -49,6 +50,9 @@ class ClasswiseMedian:
         prob, pred = torch.as_tensor(prob).reshape(-1), torch.as_tensor(pred).reshape(-1)
         if prob.dtype != torch.float16:
             raise TypeError(f"probabilities must be float16 (the stored precision), got {prob.dtype}")
+        if bool(torch.isnan(prob).any()):
+            raise BDLError("the segmenter gives NaN probabilities: its weights diverged (see its losses.tsv and "
+                           "training log; a lower learning rate or a trunk with real weights)")
         bits = prob.view(torch.int16)  # the patterns of [0, 1] are below 0x8000: int16 holds them as they are
         lo, hi = torch.aminmax(bits) if len(bits) else (FLOOR, TOP)
         if lo < FLOOR or hi > TOP:  # a NaN's pattern is above 1.0's

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from bdl import BDLError
 from bdl.pseudo import ClasswiseMedian, apply_thresholds
 
 
@@ -71,8 +72,10 @@ def test_kept_counts_from_histograms_equal_applied_labels(cap):
 
 def test_a_nan_probability_or_an_unknown_class_is_refused_not_counted():
     cm = ClasswiseMedian(19, cap=0.9)
-    with pytest.raises(ValueError, match="patterns 0x3800-0x7e00"):  # a diverged model's NaN
-        cm.add(np.array([0, 1], np.uint8), np.array([0.5, np.nan], np.float16))
+    with pytest.raises(BDLError, match="NaN probabilities: its weights diverged"):  # one line for the user
+        cm.add(np.array([0, 1], np.uint8), np.array([0.5, -np.nan], np.float16))
+    with pytest.raises(ValueError, match="got patterns 0x1c19-0x3800"):  # below the floor: not a max probability
+        cm.add(np.array([0, 1], np.uint8), np.array([0.5, 0.004], np.float16))
     with pytest.raises(ValueError, match="below 19; got 19"):
         cm.add(np.array([0, 19], np.uint8), np.array([0.5, 0.5], np.float16))
     with pytest.raises(TypeError, match="float16"):
