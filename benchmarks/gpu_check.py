@@ -144,6 +144,11 @@ def main(args):
     for figure in dict.fromkeys(f for f, _ in results):
         print(f"{figure}: bf16+channels_last / fp32 speed = "
               f"{results[(figure, 'fp32')] / results[(figure, 'bf16+channels_last')]:.2f}x")
+    # the adversarial step's peak memory with the source loss backpropagated first (what the stage does) and
+    # with one joint backward, each in its own process (benchmarks/adv_step_memory.py)
+    memory = subprocess.run([sys.executable, str(REPO / "benchmarks" / "adv_step_memory.py"), "--device",
+                             str(device)] + (["--tiny"] if args.tiny else []), capture_output=True, text=True)
+    print(memory.stdout.strip() if memory.returncode == 0 else f"adv_step_memory failed: {memory.stderr[-500:]}")
     if not args.skip_stages:
         stage_chain(device, tmp)
 

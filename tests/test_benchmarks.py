@@ -17,6 +17,7 @@ def test_gpu_check_runs_its_whole_path_at_toy_sizes_on_cpu():
     lines = proc.stdout.splitlines()
     assert sum("steps/s" in line for line in lines) == 6
     assert sum("bf16+channels_last / fp32 speed" in line for line in lines) == 3
+    assert sum(line.strip().startswith(("joint backward: peak", "split backward: peak")) for line in lines) == 2
     assert "stage chain on cpu (7 stage scripts" in lines[-1] and lines[-1].split(": ")[-1].startswith("ok")
 
 
