@@ -82,7 +82,16 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
     except Exception:  # an internal bug: keep the traceback, it is what a bug report needs
         traceback.print_exc()
         return 1
+    _report_cuda_peak()
     return 0
+
+
+def _report_cuda_peak() -> None:
+    """The stage's peak GPU memory, for the log (benchmarks/rehearse.py reads it); nothing on a CPU."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        print(f"peak CUDA memory: allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB, "
+              f"reserved {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB", file=sys.stderr)
 
 
 def recorded_args(args: argparse.Namespace) -> dict:

@@ -23,6 +23,22 @@ def default(key: str):
     return node["default"]
 
 
+def schema_defaults(node: dict | None = None):
+    """The full default config: each object's properties filled from their 'default'."""
+    node = schema() if node is None else node
+    if node.get("type") == "object" and "properties" in node:
+        return {k: schema_defaults(v) for k, v in node["properties"].items()}
+    return node.get("default")
+
+
+def merged(defaults: dict, user: dict) -> dict:
+    """``user``'s keys over ``defaults``, block by block (a config file overrides only what it names)."""
+    out = dict(defaults)
+    for k, v in user.items():
+        out[k] = merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+    return out
+
+
 def on_off(value) -> str:
     """A true/false/auto config value as the stages' on/off/auto flag value."""
     return {True: "on", False: "off"}.get(value, value)

@@ -14,19 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 SCHEMA = yaml.safe_load(Path(workflow.source_path("../schemas/config.schema.yaml")).read_text())
 
-
-def schema_defaults(schema):
-    """The full default config: each object's properties filled from their 'default'."""
-    if schema.get("type") == "object" and "properties" in schema:
-        return {k: schema_defaults(v) for k, v in schema["properties"].items()}
-    return schema.get("default")
-
-
-def merged(defaults, user):
-    out = dict(defaults)
-    for k, v in user.items():
-        out[k] = merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
-    return out
+from bdl.defaults import merged, schema_defaults  # noqa: E402
 
 
 def config_error(message):
