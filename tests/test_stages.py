@@ -88,7 +88,8 @@ def test_evaluate_and_collect(chain, tiny_demo):
               "--predictions", chain / "pred", "--num-predictions", "2", "--out", chain / "eval.json")
     res = json.loads((chain / "eval.json").read_text())
     assert 0 <= res["miou"] <= 100 and res["images"] == 8 and len(res["per_class"]) == 19
-    assert len(list((chain / "pred").glob("*.png"))) == 2
+    pngs = sorted(p.name for p in (chain / "pred").glob("*.png"))
+    assert len(pngs) == 4 and sum(name.endswith("_pred.png") for name in pngs) == 2  # composite + label each
     run_stage("collect_metrics", "--eval", f"m0={chain / 'eval.json'}", f"round1_ssl1={chain / 'eval.json'}",
               "--out", chain / "metrics.tsv")
     rows = [r.split("\t") for r in (chain / "metrics.tsv").read_text().splitlines()]
