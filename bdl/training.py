@@ -17,7 +17,14 @@ from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
 
 
 def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:
+    """``max_steps`` is the horizon where the rate would reach zero; a run may stop before it (the reference
+    decays over 250k steps and stops at 120k)."""
     return base * (1 - step / max(max_steps, 1)) ** power
+
+
+def step_lr(base: float, step: int, every: int, gamma: float) -> float:
+    """The rate times ``gamma`` once per ``every`` steps (the reference's FCN-8s schedule)."""
+    return base * gamma ** (step // every)
 
 
 def set_lr(optimizer, lr: float) -> None:

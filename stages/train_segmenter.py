@@ -46,6 +46,16 @@ def get_args_parser():
     o.add_argument("--lr", type=float, default=default("segmenter.lr"))
     o.add_argument("--momentum", type=float, default=default("segmenter.momentum"))
     o.add_argument("--weight-decay", type=float, default=default("segmenter.weight_decay"))
+    o.add_argument("--optimizer", default=default("segmenter.optimizer"), choices=("sgd", "adam"),
+                   help="sgd (momentum, weight decay) or adam (--betas; the reference's FCN-8s)")
+    o.add_argument("--betas", type=float, nargs=2, default=default("segmenter.betas"), help="Adam's betas for M")
+    o.add_argument("--lr-schedule", default=default("segmenter.lr_schedule"), choices=("poly", "step"),
+                   help="schedule of M and D: poly (--lr-horizon, --power) or step (--lr-step, --lr-gamma)")
+    o.add_argument("--lr-horizon", type=cli.steps, default=default("segmenter.lr_horizon"),
+                   help="steps where poly reaches zero (default: --iterations; the reference 250000)")
+    o.add_argument("--lr-step", type=cli.steps, default=default("segmenter.lr_step"),
+                   help="steps between the step schedule's decays")
+    o.add_argument("--lr-gamma", type=float, default=default("segmenter.lr_gamma"), help="step schedule's factor")
     o.add_argument("--power", type=float, default=default("segmenter.power"), help="poly decay power")
     o.add_argument("--lambda-adv", type=float, default=default("segmenter.lambda_adv"),
                    help="weight of the output-space adversarial loss")
@@ -71,6 +81,9 @@ def main(args):
         raise BDLError(f"--mode {args.mode} needs --translated")
     if args.mode == "ssl" and not args.pseudo:
         raise BDLError("--mode ssl needs --pseudo")
+    if args.lr_schedule == "poly" and args.lr_horizon is not None and args.lr_horizon < args.iterations:
+        raise BDLError(f"--lr-horizon {args.lr_horizon} is shorter than --iterations {args.iterations}: the rate would "
+                       "pass zero (config segmenter.lr_horizon)")
     device = start_process(args)
     crop, flip = args.crop, not args.no_flip
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl import cli  # noqa: E402
+from bdl import BDLError, cli  # noqa: E402
 from bdl.defaults import default  # noqa: E402
 
 
@@ -29,7 +29,10 @@ def get_args_parser():
     m.add_argument("--ndf", type=int, default=default("translator.ndf"), help="PatchGAN width (paper 64)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--iterations", type=cli.steps, default=default("translator.iterations"))
-    o.add_argument("--decay-start", type=int, default=None, help="step where linear decay starts (default: half)")
+    o.add_argument("--decay-start", type=int, default=default("translator.decay_start"),
+                   help="step where linear decay starts (default: half way to the horizon)")
+    o.add_argument("--lr-horizon", type=cli.steps, default=default("translator.lr_horizon"),
+                   help="step where the linear decay reaches zero (default: --iterations)")
     o.add_argument("--batch-size", type=int, default=default("translator.batch_size"))
     o.add_argument("--crop", type=int, nargs=2, metavar=("W", "H"), default=None)
     o.add_argument("--no-flip", action="store_true")
@@ -58,6 +61,9 @@ def main(args):
     from bdl.runtime import ComputeFormat, start_process
     from bdl.training import Resumable, Watch, save_trained
 
+    if args.lr_horizon is not None and args.lr_horizon < args.iterations:
+        raise BDLError(f"--lr-horizon {args.lr_horizon} is shorter than --iterations {args.iterations}: the rate would "
+                       "pass zero (config translator.lr_horizon)")
     device = start_process(args)
     flip = not args.no_flip
     src = cli.image_set(args, "source", False, args.crop, flip, args.seed)
@@ -66,9 +72,7 @@ def main(args):
     if args.segmenter:
         segmenter = load_segmenter(args.segmenter)
     arch = {"ngf": args.ngf, "n_blocks": args.n_blocks}
-    # CycleGAN's schedule: the learning rate decays linearly over the second half unless told otherwise
-    settings = TranslatorSettings.from_args(
-        args, decay_start=args.iterations // 2 if args.decay_start is None else args.decay_start)
+    settings = TranslatorSettings.from_args(args)
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
     F_ab, F_ba, log = train_translator(
         arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True),

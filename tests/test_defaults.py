@@ -19,10 +19,11 @@ DATA = {f"{d}_{k}": f"{d}.{k}" for d in ("source", "target") for k in ("size", "
 KEYS = {
     "train_segmenter": TRAINING | DATA | SEGMENTER_WATCH | {k: f"segmenter.{k}" for k in (
         "backbone", "width", "weights", "aspp_dilations", "batch_size", "crop", "lr", "momentum", "weight_decay",
-        "power", "lambda_adv", "lr_d", "ndf")},
+        "power", "lambda_adv", "lr_d", "ndf", "optimizer", "betas", "lr_schedule", "lr_horizon", "lr_step",
+        "lr_gamma")},
     "train_translator": TRAINING | DATA | {k: f"translator.{k}" for k in (
-        "ngf", "n_blocks", "ndf", "iterations", "decay_start", "batch_size", "crop", "lr", "beta1", "pool_size",
-        "lambda_gan", "lambda_cycle", "lambda_idt", "lambda_per", "lambda_per_recon")},
+        "ngf", "n_blocks", "ndf", "iterations", "decay_start", "lr_horizon", "batch_size", "crop", "lr", "beta1",
+        "pool_size", "lambda_gan", "lambda_cycle", "lambda_idt", "lambda_per", "lambda_per_recon")},
     "pseudo_label": RUNTIME | DATA | {"mode": "pseudo_label.mode", "threshold": "pseudo_label.threshold",
                                       "batch_size": "runtime.inference_batch_size"},
     "translate": RUNTIME | DATA | {"batch_size": "runtime.inference_batch_size"},

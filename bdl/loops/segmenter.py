@@ -12,10 +12,11 @@ import torch.nn.functional as F
 
 from bdl.data.datasets import infinite
 from bdl.data.labels import NUM_CLASSES
+from bdl.defaults import default
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
 from bdl.runtime import ComputeFormat
-from bdl.training import Resumable, TorchRNG, TrainingRun, Watch, check_finite, poly_lr, set_lr
+from bdl.training import Resumable, TorchRNG, TrainingRun, Watch, check_finite, poly_lr, set_lr, step_lr
 
 SOURCE, TARGET = 0.0, 1.0  # domain labels of D, as in the reference code
 
@@ -37,10 +38,30 @@ class SegmenterSettings:
     lr_d: float
     ndf: int
     log_every: int
+    # defaulted: the settings recorded in checkpoints made before these existed still build
+    optimizer: str = default("segmenter.optimizer")
+    betas: tuple = tuple(default("segmenter.betas"))
+    lr_schedule: str = default("segmenter.lr_schedule")
+    lr_horizon: int | None = default("segmenter.lr_horizon")
+    lr_step: int = default("segmenter.lr_step")
+    lr_gamma: float = default("segmenter.lr_gamma")
 
     @classmethod
     def from_args(cls, args, **given):
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)} | given)
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)} | given)
+
+    def lr_at(self, base: float, step: int) -> float:
+        """The rate of M (``base`` = lr) or of D (``base`` = lr_d) at ``step``: both follow one schedule, as in
+        the reference."""
+        if self.lr_schedule == "step":
+            return step_lr(base, step, self.lr_step, self.lr_gamma)
+        return poly_lr(base, step, self.lr_horizon or self.iterations, self.power)
+
+    def optimizer_of(self, model) -> torch.optim.Optimizer:
+        groups = model.param_groups(self.lr)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
+        return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 def segmenter_backward(model, disc, batch, tbatch, lambda_adv: float, compute: ComputeFormat, device,
@@ -88,7 +109,7 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
     """
     compute.model(model).train()
     adapt = target_loader is not None and s.lambda_adv > 0
-    opt = torch.optim.SGD(model.param_groups(s.lr), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    opt = s.optimizer_of(model)
     state = {"model": model, "optimizer": opt}
     disc = opt_d = None
     if adapt:
@@ -101,7 +122,7 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
     src_iter = infinite(source_loader, start_step=start)
     tgt_iter = infinite(target_loader, start_step=start) if target_loader is not None else None
     for step in run.steps():
-        lr = poly_lr(s.lr, step, s.iterations, s.power)
+        lr = s.lr_at(s.lr, step)
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
         batch, tbatch = next(src_iter), (next(tgt_iter) if tgt_iter is not None else None)
@@ -111,7 +132,7 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
         if adapt:
             for p in disc.parameters():
                 p.requires_grad_(True)
-            set_lr(opt_d, poly_lr(s.lr_d, step, s.iterations, s.power))
+            set_lr(opt_d, s.lr_at(s.lr_d, step))
             opt_d.zero_grad(set_to_none=True)
             with compute.autocast():
                 d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s, 1)), SOURCE)

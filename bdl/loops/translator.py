@@ -17,7 +17,7 @@ from bdl.training import GeneratorState, Resumable, TrainingRun, Watch, check_fi
 
 
 def linear_decay(step: int, total: int, decay_start: int) -> float:
-    """Constant learning rate until ``decay_start``, then linearly to zero (CycleGAN's schedule)."""
+    """Constant learning rate until ``decay_start``, then linearly to zero at ``total`` (CycleGAN's schedule)."""
     if step < decay_start:
         return 1.0
     return max(0.0, 1.0 - (step - decay_start) / max(total - decay_start, 1))
@@ -28,7 +28,7 @@ class TranslatorSettings:
     """What the translator loop needs of a stage's settings (the stage builds it; the loop reads nothing else)."""
 
     iterations: int
-    decay_start: int
+    decay_start: int | None  # None: half way to the horizon
     lr: float
     beta1: float
     gan_mode: str
@@ -41,10 +41,17 @@ class TranslatorSettings:
     ndf: int
     seed: int  # the image pools' draws
     log_every: int
+    lr_horizon: int | None = None  # where the decay reaches zero; None: iterations (absent from older records)
 
     @classmethod
     def from_args(cls, args, **given):
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)} | given)
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)} | given)
+
+    def lr_scale(self, step: int) -> float:
+        """The factor on ``lr`` at ``step``, for F, F_inv and both PatchGANs."""
+        horizon = self.lr_horizon or self.iterations
+        start = horizon // 2 if self.decay_start is None else self.decay_start
+        return linear_decay(step, horizon, start)
 
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg: TranslatorSettings, compute: ComputeFormat,
@@ -74,7 +81,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
 
     a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
     for step in run.steps():
-        scale = linear_decay(step, cfg.iterations, cfg.decay_start)
+        scale = cfg.lr_scale(step)
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * scale

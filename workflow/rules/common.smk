@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from bdl.cli import option_args  # noqa: E402  (the stages' own flag spelling; light: no torch)
-from bdl.defaults import on_off  # noqa: E402
+from bdl.defaults import default, on_off  # noqa: E402
 from bdl.gpu_slots import visible_gpus  # noqa: E402
 from bdl.jobs import shell_prefix, uses_conda  # noqa: E402
 
@@ -78,14 +78,55 @@ def block_flags(block, skip=(), **given):
     return flags(**{key: value for key, value in block.items() if key not in skip} | given)
 
 
+# A choice's own keys reach the stage only with that choice, and the choosing key only where it leaves the
+# stage's default: the jobs that keep the default choice get no new flag, hence no rerun.
+SEG_CHOICES = {"optimizer": {"adam": ("betas",)}, "lr_schedule": {"step": ("lr_step", "lr_gamma")}}
+
+
+def unchosen():
+    skip = []
+    for key, keys_of in SEG_CHOICES.items():
+        if SEG[key] == default(f"segmenter.{key}"):
+            skip.append(key)
+        skip += [k for value, keys in keys_of.items() if value != SEG[key] for k in keys]
+    return tuple(skip)
+
+
 def seg_train_flags(mode):
     lr = SEG["ssl_lr"] if mode == "ssl" and SEG["ssl_lr"] is not None else SEG["lr"]
-    return block_flags(SEG, ("iterations", "flip", "ssl_lr"), mode=mode, iterations=SEG["iterations"][mode],
-                       lr=lr, no_flip=not SEG["flip"], seed=config["seed"])
+    skip = ("iterations", "flip", "ssl_lr", "init", *unchosen())
+    return block_flags(SEG, skip, mode=mode, iterations=SEG["iterations"][mode], lr=lr, no_flip=not SEG["flip"],
+                       seed=config["seed"])
 
 
 def translator_flags(k):
     return block_flags(TRANS, ("perceptual_round1",), seed=config["seed"] + 1000 * int(k))
+
+
+def horizon_refusal():
+    """A schedule horizon shorter than a stage it schedules, as one line naming the key (the rate would pass zero)."""
+    stages = {"source": True, "adversarial": True, "ssl": N > 0, "oracle": config["oracle"]}
+    if SEG["lr_schedule"] == "poly" and SEG["lr_horizon"] is not None:
+        for mode, used in stages.items():
+            if used and SEG["iterations"][mode] > SEG["lr_horizon"]:
+                return (f"config key 'segmenter.lr_horizon': {SEG['lr_horizon']} is shorter than "
+                        f"segmenter.iterations.{mode} ({SEG['iterations'][mode]}); poly would pass zero before the stop")
+    if TRANS["lr_horizon"] is not None and TRANS["iterations"] > TRANS["lr_horizon"]:
+        return (f"config key 'translator.lr_horizon': {TRANS['lr_horizon']} is shorter than translator.iterations "
+                f"({TRANS['iterations']})")
+    return None
+
+
+_refusal = horizon_refusal()
+if _refusal:
+    config_error(_refusal)
+
+
+def start_from(model):
+    """The M a training job starts from (``--init``): the one before it with segmenter.init: previous; none with
+    weights, so the job builds M from backbone and weights as the reference does and the DAG no longer chains
+    one M to the next (the pseudo-labels and the translator's judge still do)."""
+    return model if SEG["init"] == "previous" else []
 
 
 def uses_perceptual(k):

@@ -1,5 +1,6 @@
 # The segmenter M: M0 on the source, M_k adversarial on the translated source, SSL steps, the oracle.
 # One rule body (train_m0's); the others change only their inputs, outputs, flags and log.
+# M_k and the SSL steps take the model before them as --init, or none (segmenter.init: weights; start_from).
 
 
 rule train_m0:
@@ -53,7 +54,7 @@ use rule train_m0 as train_adversarial with:
         data_inputs(),
         cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
-        init=lambda w: final_segmenter(int(w.k) - 1),
+        init=lambda w: start_from(final_segmenter(int(w.k) - 1)),
     output:
         model=f"{R}/round{{k}}/adv/segmenter.pt",
         losses=f"{R}/round{{k}}/adv/losses.tsv",
@@ -80,7 +81,7 @@ use rule train_m0 as train_ssl with:
         cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
         pseudo=f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
-        init=lambda w: segmenter_after(w.k, int(w.n) - 1),
+        init=lambda w: start_from(segmenter_after(w.k, int(w.n) - 1)),
     output:
         model=f"{R}/round{{k}}/ssl{{n}}/segmenter.pt",
         losses=f"{R}/round{{k}}/ssl{{n}}/losses.tsv",
