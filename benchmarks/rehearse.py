@@ -7,8 +7,10 @@ generated pair in the real layouts, then the time, memory and disk of the full r
 
 What it changes in the preset, and nothing else: the two roots (a generated pair: source frames at the
 dataset's native size in the GTA5 layout, target frames at 2048x1024 in the Cityscapes layout), the results
-folder, every iteration count (--steps), log_every 1, and, unless its file is cached, segmenter.weights:
-none (no download here; the weights change no figure below). On a CPU: runtime.gpu 0 and --threads.
+folder, every iteration count (--steps), log_every 1, and, unless ImageNet's file is cached, segmenter.weights
+(a stand-in trunk: random weights, BatchNorm statistics measured on the generated frames) with the segmenter's
+learning rate a hundredth of the preset's (the weights and the rate change no figure below). On a CPU:
+runtime.gpu 0 and --threads.
 Then it runs `snakemake` on that config (every rule of the preset, K and N as set) and reads back each job's
 seconds per step or per frame (the progress bar's final rate in its log), its peak memory (snakemake's
 benchmark max_rss; the stage's own peak CUDA line on a GPU) and the bytes per frame of every set it wrote.
@@ -82,6 +84,7 @@ def generate_pair(out: Path, preset: dict, frames: int, memory_frames) -> dict:
 
 
 def rehearsal_config(preset: dict, out: Path, args) -> dict:
+    from bdl.defaults import default
     from bdl.preflight import imagenet_file
 
     cfg = yaml.safe_load(yaml.safe_dump(preset))
@@ -91,10 +94,15 @@ def rehearsal_config(preset: dict, out: Path, args) -> dict:
     cfg["target"] |= {"format": "cityscapes", "root": str(out / "target")}
     seg = cfg.setdefault("segmenter", {})
     seg["iterations"] = {mode: args.steps for mode in ("source", "adversarial", "ssl", "oracle")}
-    backbone = seg.get("backbone", "resnet101")
-    if seg.get("weights") == "imagenet" and not imagenet_file(backbone).is_file():
+    backbone, weights = seg.get("backbone", default("segmenter.backbone")), seg.get("weights")
+    cached = imagenet_file(backbone).is_file() if weights == "imagenet" else Path(str(weights)).is_file()
+    if weights not in (None, "none") and not cached:
+        # the preset's starting weights are not on this machine (no download here): a stand-in trunk
         frames = sorted((out / "source" / "images").glob("*.png")) + sorted((out / "target").rglob("*_leftImg8bit.png"))
         seg["weights"] = stand_in_weights(backbone, out / f"stand_in_{backbone}.pth", frames[:8])
+        # a random trunk under the preset's rates went from a loss of 12 to 222 in one step, then NaN: a
+        # hundredth keeps it finite, and no figure of the rehearsal depends on the rate
+        seg["lr"] = seg.get("lr", default("segmenter.lr")) / 100
     tr = cfg.setdefault("translator", {})
     tr["iterations"], tr["decay_start"] = args.steps, 0
     rt = cfg.setdefault("runtime", {})
@@ -116,6 +124,8 @@ def stand_in_weights(backbone: str, path: Path, frames: list[Path]) -> str:
 
     from bdl.models import build_segmenter
 
+    if backbone.startswith("vgg"):
+        return "none"  # no BatchNorm: a random init stays finite
     if not path.is_file():
         torch.manual_seed(0)
         model = build_segmenter(backbone, weights="none")
@@ -248,14 +258,14 @@ def main(args):
         raise SystemExit(f"the rehearsal's snakemake run failed: see {out / 'snakemake.log'}")
     dag_seconds = time.perf_counter() - started
 
-    # the merged config the workflow ran with: schema defaults under the preset
-    full_cfg = merged(schema_defaults(), cfg)
+    # the config the rehearsal ran with (where its files are), and the preset's own (what the full run does)
+    full_cfg, paper = merged(schema_defaults(), cfg), merged(schema_defaults(), preset)
     n_source = FULL_FRAMES.get(pair["source_format"], FULL_FRAMES["gta5"])
     rows, by_stage = [], {}
     for job in list(jobs_of(full_cfg)):
         rate, rss, peak = bar_rate(job["log"]), max_rss_gib(job["bench"]), cuda_peak(job["log"])
         entry = by_stage.setdefault(job["stage"], {"jobs": 0, "rates": [], "rss": [], "cuda": [], "unit": job["unit"],
-                                                   "work": full_work(job, full_cfg, n_source), "bytes": []})
+                                                   "work": full_work(job, paper, n_source), "bytes": []})
         entry["jobs"] += 1
         entry["rates"] += [rate] if rate else []
         entry["rss"] += [rss] if rss else []
@@ -275,9 +285,9 @@ def main(args):
                     f"{e['work']:,} {e['unit']}s | {hours:.1f} h |")
 
     counts = {"source": n_source, "target_train": CITYSCAPES["train"]}
-    frames = {"source": tuple(full_cfg["source"]["size"] or pair["source"]),
-              "target": tuple(full_cfg["target"]["size"] or CITYSCAPES["size"])}
-    full_plan = disk_plan(full_cfg | {"results": "<results>"}, counts, frames)
+    frames = {"source": tuple(paper["source"]["size"] or pair["source"]),
+              "target": tuple(paper["target"]["size"] or CITYSCAPES["size"])}
+    full_plan = disk_plan(paper | {"results": "<results>"}, counts, frames)
     rehearsal_plan = disk_plan(full_cfg, {"source": args.frames, "target_train": args.frames}, frames)
     disk_rows = []
     for planned, small in zip(full_plan, rehearsal_plan):
