@@ -31,6 +31,13 @@ TRANS = config["translator"]
 RT = config["runtime"]
 
 
+# rounds whose translated set is imported (import_translated) and rounds whose F_k is trained; a regex that
+# matches nothing where a kind has no round
+_IMPORTED = [str(i + 1) for i, folder in enumerate(config["import_translated"]) if folder]
+IMPORTED_ROUNDS = "|".join(_IMPORTED) or "(?!)"
+TRAINED_ROUNDS = rf"(?!(?:{'|'.join(_IMPORTED)})(?!\d))\d+" if _IMPORTED else r"\d+"
+
+
 wildcard_constraints:
     k=r"\d+",
     n=r"\d+",

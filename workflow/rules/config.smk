@@ -38,6 +38,12 @@ def validate_config(cfg):
             where = f"{key}." if err.absolute_path else ""
             config_error(f"config key '{where}{extra[0]}' is not a known key (see config/README.md)")
         config_error(f"config key '{key}': {err.message}")
+    for i, folder in enumerate(full["import_translated"]):
+        if i >= full["rounds"]:
+            config_error(f"config key 'import_translated': {len(full['import_translated'])} folders for "
+                         f"{full['rounds']} round(s)")
+        if folder is not None and not Path(folder).is_dir():
+            config_error(f"config key 'import_translated[{i}]': folder '{folder}' not found")
     if (full["source"]["root"] is None) != (full["target"]["root"] is None):
         config_error("config keys 'source.root' and 'target.root': give both (real data) or neither (demo pair)")
     results = Path(full["results"])

@@ -45,6 +45,8 @@ rule train_translator:
 
 
 rule translate:
+    wildcard_constraints:
+        k=TRAINED_ROUNDS,
     input:
         data_inputs(),
         cache_of("source"),
@@ -94,3 +96,27 @@ rule gallery_translated:
         runtime=10,
     shell:
         "python \"$BDL_STAGES/gallery.py\" {params.set} {params.args} --out {output:q} > {log:q} 2>&1"
+
+
+# A round whose translated set comes from elsewhere (import_translated): no F_k is trained for it.
+rule import_translated:
+    wildcard_constraints:
+        k=IMPORTED_ROUNDS,
+    input:
+        data_inputs(),
+        cache_of("source"),
+    output:
+        f"{R}/round{{k}}/translated.h5" if config["keep_translated"] else temp(f"{R}/round{{k}}/translated.h5"),
+    params:
+        images=lambda w: flags(images=config["import_translated"][int(w.k) - 1]),
+        args=lambda w: " ".join([data_flags("source"), cache_flags("source")]),
+    log:
+        f"{R}/logs/round{{k}}/import_translated.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=RT["mem_mb"],
+        runtime=RT["runtime_min"],
+    shell:
+        "python \"$BDL_STAGES/import_translated.py\" {params.images} {params.args} --out {output:q} > {log:q} 2>&1"
