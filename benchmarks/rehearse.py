@@ -50,6 +50,8 @@ def get_args_parser():
                    help="val / train frame counts for the flat-memory check of evaluate and pseudo_label")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="snakemake --cores, and each job's threads")
     p.add_argument("--device", default="auto")
+    p.add_argument("--report-only", action="store_true",
+                   help="only read back a finished rehearsal in --out and print its table again")
     return p
 
 
@@ -149,15 +151,23 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def bar_rate(log: Path):
-    """Seconds per item from the last progress-bar line of a stage log (``n/n [mm:ss<..., 1.23s/it]``)."""
+def bar_seconds(log: Path, items: int | None = None):
+    """Seconds per item from a stage log's last finished progress bar (``n/n [mm:ss<..., 1.23s/it, ...]``): the
+    bar's own rate for training steps; for inference, whose bar counts batches, its elapsed time over the
+    ``items`` (frames) it went through."""
     text = log.read_text(errors="replace") if log.is_file() else ""
-    bars = re.findall(r"(\d+)/(\d+) \[([\d:]+)<[^,\]]*,\s*([\d.]+)(s/it|it/s)\]", text)
-    done = [b for b in bars if b[0] == b[1]]
-    if not done:
+    bars = [b for b in re.findall(r"(\d+)/(\d+) \[([\d:]+)<[^\]]*\]", text) if b[0] == b[1]]
+    if not bars:
         return None
-    n, _, _, rate, unit = done[-1]
-    return float(rate) if unit == "s/it" else 1 / float(rate)
+    n, _, elapsed = bars[-1]
+    seconds = sum(int(part) * 60 ** i for i, part in enumerate(reversed(elapsed.split(":"))))
+    if items is not None:
+        return seconds / items
+    rate = re.findall(r"\d+/\d+ \[[\d:]+<[^,\]]*,\s*([\d.]+)(s/it|it/s)", text)
+    if rate:
+        value, unit = rate[-1]
+        return float(value) if unit == "s/it" else 1 / float(value)
+    return seconds / int(n)
 
 
 def cuda_peak(log: Path):
@@ -236,6 +246,14 @@ def flat_memory(cfg_path: Path, cfg: dict, memory_frames) -> list[str]:
     return lines
 
 
+def memory_rows(out: Path, cfg_path: Path, cfg: dict, memory_frames) -> list[str]:
+    """The flat-memory rows, measured once per --out folder (they take minutes) and kept."""
+    kept = out / "memory_rows.md"
+    if not kept.is_file():
+        kept.write_text("\n".join(flat_memory(cfg_path, cfg, memory_frames)) + "\n")
+    return kept.read_text().splitlines()
+
+
 def main(args):
     from bdl.defaults import merged, schema_defaults
     from bdl.plan import disk_plan, gb
@@ -245,25 +263,34 @@ def main(args):
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     pair = generate_pair(out, preset, args.frames, args.memory_frames)
-    cfg = rehearsal_config(preset, out, args)
     cfg_path = out / "rehearsal.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if not args.report_only:
+        cfg = rehearsal_config(preset, out, args)
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     print(f"rehearsing {args.configfile}: {args.frames} frames a split, {args.steps} steps a training stage, "
           f"source {pair['source'][0]}x{pair['source'][1]}, target {CITYSCAPES['size'][0]}x{CITYSCAPES['size'][1]};"
           f" log: {out / 'snakemake.log'}", flush=True)
-    with open(out / "snakemake.log", "w") as log:
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile",
-                               str(cfg_path)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"the rehearsal's snakemake run failed: see {out / 'snakemake.log'}")
-    dag_seconds = time.perf_counter() - started
+    if args.report_only:
+        cfg = yaml.safe_load(cfg_path.read_text())  # the run's own config, not one made again
+    else:
+        with open(out / "snakemake.log", "w") as log:
+            proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile",
+                                   str(cfg_path)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise SystemExit(f"the rehearsal's snakemake run failed: see {out / 'snakemake.log'}")
+    # a rerun on the same --out finds the run done (snakemake has nothing to do): it keeps the first timing
+    timing = out / "dag_seconds.txt"
+    if not timing.is_file():
+        timing.write_text(f"{time.perf_counter() - started:.0f}\n")
+    dag_seconds = float(timing.read_text())
 
     # the config the rehearsal ran with (where its files are), and the preset's own (what the full run does)
     full_cfg, paper = merged(schema_defaults(), cfg), merged(schema_defaults(), preset)
     n_source = FULL_FRAMES.get(pair["source_format"], FULL_FRAMES["gta5"])
     rows, by_stage = [], {}
     for job in list(jobs_of(full_cfg)):
-        rate, rss, peak = bar_rate(job["log"]), max_rss_gib(job["bench"]), cuda_peak(job["log"])
+        rate = bar_seconds(job["log"], None if job["unit"] == "step" else args.frames)
+        rss, peak = max_rss_gib(job["bench"]), cuda_peak(job["log"])
         entry = by_stage.setdefault(job["stage"], {"jobs": 0, "rates": [], "rss": [], "cuda": [], "unit": job["unit"],
                                                    "work": full_work(job, paper, n_source), "bytes": []})
         entry["jobs"] += 1
@@ -301,6 +328,9 @@ def main(args):
         f"{time.strftime('%Y-%m-%d')}, {_machine(args.device)}; `python benchmarks/rehearse.py --configfile "
         f"{args.configfile} --steps {args.steps} --frames {args.frames}`: the whole DAG in {dag_seconds / 60:.1f} min.",
         "",
+        "Peak memory is snakemake's max_rss of the job: the stage and its DataLoader workers (runtime.workers) "
+        "together; seconds per frame of translate and pseudo_label include their batches' first-batch set-up.",
+        "",
         "| stage | jobs | measured | peak memory | written per frame | full run, per job | full run, all jobs |",
         "|---|---|---|---|---|---|---|",
         *rows,
@@ -316,7 +346,7 @@ def main(args):
         "",
         "| frames | evaluate | pseudo_label |",
         "|---|---|---|",
-        *flat_memory(cfg_path, full_cfg, args.memory_frames),
+        *memory_rows(out, cfg_path, full_cfg, args.memory_frames),
     ])
     (out / "rehearsal.md").write_text(report + "\n")
     print(report)
