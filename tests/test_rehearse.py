@@ -1,0 +1,28 @@
+"""benchmarks/rehearse.py's reading of stage logs (its whole run takes an hour: docs/rehearsal.md)."""
+
+import pytest
+from rehearse import bar_seconds, jobs_of
+
+from bdl.defaults import merged, schema_defaults
+
+
+def test_seconds_per_step_and_per_frame_from_the_last_finished_bar(tmp_path):
+    log = tmp_path / "train.log"
+    # what tqdm writes into a log (not a terminal): a partial bar, then the finished one with its postfix
+    log.write_text("train_segmenter[source]:   0%|          | 0/2 [00:55<?, ?it/s, seg=5.876]\n"
+                   "train_segmenter[source]: 100%|##########| 2/2 [01:21<00:00, 40.64s/it, seg=5.538]\n")
+    assert bar_seconds(log) == pytest.approx(40.64)
+    inference = tmp_path / "translate.log"
+    inference.write_text("translate: 100%|##########| 1/1 [01:40<00:00, 100.50s/it]\n")
+    assert bar_seconds(inference, items=4) == pytest.approx(25.0)  # the bar counts batches of 4 frames
+    fast = tmp_path / "fast.log"
+    fast.write_text("evaluate: 100%|##########| 8/8 [00:02<00:00,  3.50it/s]\n")
+    assert bar_seconds(fast) == pytest.approx(1 / 3.5)
+    assert bar_seconds(tmp_path / "missing.log") is None
+
+
+def test_every_model_job_of_the_preset_shape_is_read():
+    cfg = merged(schema_defaults(), {"results": "r", "rounds": 2, "ssl_steps": 3, "oracle": False})
+    stages = [job["stage"] for job in jobs_of(cfg)]
+    assert stages.count("train_ssl") == stages.count("pseudo_label") == 6
+    assert stages.count("evaluate") == 9 and stages.count("train_translator") == 2
