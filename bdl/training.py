@@ -258,10 +258,8 @@ def progress(iterable=None, total=None, desc=""):
 
 
 def save_trained(args, checkpoint: dict, log: LossLog, resumable: Resumable) -> None:
-    """A training stage's outputs: the final checkpoint (then the partial one goes) and the whole loss log
-    (the curves were drawn at the last step)."""
+    """A training stage's final checkpoint (then the partial one goes). The loss TSV and the curves are
+    already whole: the run wrote each row as it came and drew the curves at its last step (``Watch``)."""
     save_checkpoint(args.out, checkpoint | {"step": args.iterations, "log": log.rows})
     resumable.finish()
-    if args.losses:
-        log.write(args.losses)
     print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)
