@@ -116,6 +116,7 @@ class H5Writer:
         self.path, self.length = Path(path), length
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
+        self.tmp = tmp
         self.file = h5py.File(tmp, "w")
         datasets = {name: self.file.create_dataset(name, (length, *shape), dtype=dtype, dcpl=_early_allocation())
                     for name, (shape, dtype) in arrays.items()}
@@ -140,6 +141,16 @@ class H5Writer:
     def set_attr(self, key, value) -> None:
         self.file.attrs[key] = value
 
+    def layout(self) -> dict:
+        """Where each array's rows lie in the file being written: {name: (file, byte offset, shape, dtype)}, for
+        ``SharedRows`` in the other processes of a distributed stage. Its rows are then written there only."""
+        self.file.flush()
+        return {k: (str(self.tmp), int(d.id.get_offset()), tuple(d.shape), d.dtype.str)
+                for k, d in self._arrays.items()}
+
+    def name_rows(self, start: int, names) -> None:
+        self._names[start:start + len(names)] = list(names)
+
     def close(self, ok: bool = True) -> None:
         try:
             if ok:
@@ -160,6 +171,31 @@ class H5Writer:
     def __exit__(self, exc_type, exc, tb):
         self.close(ok=exc_type is None)
         return False
+
+
+class SharedRows:
+    """Rows of an ``H5Writer``'s file written through maps of its arrays (``H5Writer.layout``): each process of a
+    distributed stage fills its own rows of the one file. The arrays are contiguous and allocated when the file
+    is made, and HDF5 never writes their bytes itself (no fill value), so the maps are the only writers.
+    The names each process wrote (``names``: (start, names) pairs) go to the writer's process at the end."""
+
+    def __init__(self, layout: dict):
+        self.maps = {k: np.memmap(path, dtype=np.dtype(dtype), mode="r+", offset=offset, shape=shape)
+                     for k, (path, offset, shape, dtype) in layout.items()}
+        self.names: list = []
+
+    def write(self, start: int, names, **arrays) -> None:
+        end = start + len(names)
+        for k, v in arrays.items():
+            m = self.maps[k]
+            if tuple(np.shape(v)) != (end - start, *m.shape[1:]):
+                raise ValueError(f"rows {start}:{end} of {np.shape(v)} do not fit an array of {m.shape}")
+            m[start:end] = v
+        self.names.append((start, list(names)))
+
+    def flush(self) -> None:
+        for m in self.maps.values():
+            m.flush()
 
 
 def _early_allocation():

@@ -25,12 +25,27 @@ def add_runtime_args(p: argparse.ArgumentParser, out: str | None = None) -> None
                    help="channels_last memory format for models and images ('auto': on CUDA, off on CPU)")
 
 
+def add_procs_arg(p: argparse.ArgumentParser) -> None:
+    """``--procs N``: the stage runs as N processes, one device each (``bdl.distributed``)."""
+    p.add_argument("--procs", type=positive_procs, default=default("runtime.gpus_per_job"),
+                   help="processes, one GPU each (CPU: gloo); training splits each batch across them, inference "
+                        "the frames (config runtime.gpus_per_job). Under torchrun: its world")
+
+
+def positive_procs(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def add_training_args(p: argparse.ArgumentParser, g) -> None:
     """What every training stage takes besides its model and data: logging, runtime and its outputs."""
     g.add_argument("--checkpoint-every", type=int, default=default("runtime.checkpoint_every"),
                    help="steps between resumable checkpoints")
     g.add_argument("--log-every", type=int, default=default("runtime.log_every"), help="steps between loss-log rows")
     add_runtime_args(p)
+    add_procs_arg(p)
     p.add_argument("--out", required=True, help="final checkpoint (.pt)")
     p.add_argument("--losses", help="loss log (TSV), appended to as the run goes")
     p.add_argument("--curves", help="loss curves (PNG), redrawn at every checkpoint")
@@ -70,11 +85,31 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
         print(f"slurm job {env['SLURM_JOB_ID']} on {env.get('SLURMD_NODENAME', '?')},"
               f" gpus {env.get('SLURM_GPUS_ON_NODE', 0)}, cpus {env.get('SLURM_CPUS_PER_TASK', '?')},"
               f" partition {env.get('SLURM_JOB_PARTITION', '?')}", file=sys.stderr)
+    from bdl.distributed import worker_count
+
+    try:
+        procs = worker_count(getattr(args, "procs", 1))
+    except BDLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if procs > 1 and not os.environ.get("WORLD_SIZE"):
+        from bdl.distributed import launch
+
+        _hold_gpu_slots()
+        return launch(_guarded, main, args, procs)
+    return _guarded(main, args)
+
+
+def _guarded(main, args) -> int:
+    """``main(args)`` with a user error as one ``error:`` line (naming the rank in a worker other than rank 0) and
+    exit code 2; in every process of a distributed stage."""
+    from bdl.distributed import rank
+
     try:
         main(args)
     except BDLError as exc:
         _close_progress_bars()  # else a bar redraws after the message and the error is not the last line
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {f'[rank {rank()}] ' if rank() else ''}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -84,6 +119,16 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
         return 1
     _report_cuda_peak()
     return 0
+
+
+def _hold_gpu_slots() -> None:
+    """The launcher of a distributed stage locks the job's GPU slots (``BDL_GPUS`` of them) for all its workers, which
+    inherit ``CUDA_VISIBLE_DEVICES`` and then take one device each (not slots of their own)."""
+    wanted = int(os.environ.pop("BDL_GPUS", "") or 0)
+    if wanted and not os.environ.get("SLURM_JOB_ID"):
+        from bdl.gpu_slots import acquire
+
+        acquire(wanted)
 
 
 def _report_cuda_peak() -> None:
@@ -97,7 +142,8 @@ def _report_cuda_peak() -> None:
 def recorded_args(args: argparse.Namespace) -> dict:
     """The CLI settings as plain values, stored in checkpoints (loadable with weights_only=True)."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-            if v is None or isinstance(v, (int, float, str, bool, list, tuple))}
+            if (v is None or isinstance(v, (int, float, str, bool, list, tuple)))
+            and not (k == "procs" and v == 1)}  # a 1-process checkpoint is the file it was before --procs
 
 
 def name_path_pairs(items, flag: str) -> list:

@@ -6,8 +6,19 @@ import torch.nn.functional as F
 from bdl.data.labels import IGNORE
 
 
-def seg_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pixel cross-entropy; 255 is ignored. A batch with no labelled pixel contributes zero, not NaN."""
+def seg_ce(logits: torch.Tensor, target: torch.Tensor, world=None) -> torch.Tensor:
+    """Pixel cross-entropy; 255 is ignored. A batch with no labelled pixel contributes zero, not NaN.
+
+    With several processes (``world``, each holding a slice of the global batch) the mean is over the global
+    batch's labelled pixels: each rank's sum over its pixels divided by the all-reduced count, times the world
+    size, because DistributedDataParallel averages the ranks' gradients. A mean per rank would weigh the pixels of
+    a rank with few labelled ones more (pseudo-labels ignore most of some frames)."""
+    if world is not None and world.distributed:
+        valid = world.sum_((target != IGNORE).sum().reshape(1).to(torch.float64))
+        if float(valid) == 0:
+            return logits.sum() * 0.0
+        total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
+        return total * (world.size / float(valid))
     if not bool((target != IGNORE).any()):
         return logits.sum() * 0.0
     # float32 whatever the autocast dtype: bf16 log-softmax over 19 classes loses the small probabilities

@@ -119,13 +119,20 @@ def keep_freed_memory() -> bool:
 
 def start_process(args) -> torch.device:
     """A model stage's process set-up from its runtime flags: its GPU slot on a workstation (``BDL_GPUS``, set by
-    the workflow from the job's gpu resource; before CUDA starts), the device, threads and malloc, the seeds."""
+    the workflow from the job's gpu resource; before CUDA starts), the device, threads and malloc, the seeds.
+    In a distributed stage (``bdl.distributed``; its launcher took the GPU slots) it also joins the process group,
+    on this rank's device, with the job's ``--threads`` shared among the processes."""
+    from bdl.distributed import World, device_of, init
+
     wanted = int(os.environ.get("BDL_GPUS") or 0)
     if wanted and not os.environ.get("SLURM_JOB_ID"):
         from bdl.gpu_slots import acquire
 
         acquire(wanted)
-    device = pick_device(args.device)
-    setup_torch(device, args.threads)
+    world = World.from_env()
+    device = device_of(args.device, world)
+    threads = max(1, args.threads // world.size) if args.threads else args.threads
+    setup_torch(device, threads)
+    init(device, world)
     seed_everything(args.seed)
     return device

@@ -14,6 +14,7 @@ import torch
 
 from bdl import BDLError
 from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
+from bdl.distributed import is_main
 
 
 def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:
@@ -35,7 +36,7 @@ def set_lr(optimizer, lr: float) -> None:
 WATCH_ARGS = ("losses", "curves", "tensorboard", "eval_every", "eval_split", "samples")
 
 
-def args_fingerprint(args: dict, ignore=("threads", "device", "workers", "checkpoint_every", "log_every",
+def args_fingerprint(args: dict, ignore=("threads", "device", "workers", "procs", "checkpoint_every", "log_every",
                                          *WATCH_ARGS)) -> str:
     """A hash of the settings that change results; resuming is allowed only into the same fingerprint."""
     kept = {k: v for k, v in sorted(args.items()) if k not in ignore and k != "out"}
@@ -67,20 +68,24 @@ class Resumable:
             return None
         state = load_checkpoint(self.path)
         if state.get("fingerprint") != self.fingerprint:
-            print(f"[resume] {self.path}: made with other settings; starting from step 0", file=sys.stderr)
+            if is_main():
+                print(f"[resume] {self.path}: made with other settings; starting from step 0", file=sys.stderr)
             return None
-        print(f"[resume] {self.path}: resuming at step {state['step']}", file=sys.stderr)
+        if is_main():  # every process reads the checkpoint; one says so
+            print(f"[resume] {self.path}: resuming at step {state['step']}", file=sys.stderr)
         return state
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
     def save(self, state: dict) -> None:
+        if not is_main():  # the processes of a distributed run hold the same state: rank 0 writes it
+            return
         state["fingerprint"] = self.fingerprint
         save_checkpoint(self.path, state)
 
     def finish(self) -> None:
-        if self.path.exists():
+        if is_main() and self.path.exists():
             self.path.unlink()
 
 
@@ -190,8 +195,8 @@ class TrainingRun:
             for name, obj in self.state.items():
                 obj.load_state_dict(saved[name])
             rows, self.first = saved["log"], int(saved["step"])
-        self.log = LossLog(rows, self.watch.losses)
-        if self.watch.tensorboard:
+        self.log = LossLog(rows, self.watch.losses if is_main() else None)
+        if self.watch.tensorboard and is_main():
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run drops the events it logged after its checkpoint, then logs them again
@@ -210,6 +215,9 @@ class TrainingRun:
 
     def end_step(self, step: int, lr: float, losses: dict) -> None:
         done, watch = step + 1, self.watch
+        if not is_main():  # rank 0 logs, scores and checkpoints for all (the losses it gets are the ranks' mean)
+            self.bar.update(1)
+            return
         row = {}
         if done % self.log_every == 0 or done == self.iterations:
             row = log_step(self.bar, self.stage, done, self.iterations, lr, losses)
@@ -254,12 +262,15 @@ def progress(iterable=None, total=None, desc=""):
     # Under Snakemake stderr is a log file: update rarely so the log stays readable.
     interactive = sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, mininterval=0.5 if interactive else 30, file=sys.stderr,
-                dynamic_ncols=interactive, ascii=not interactive)
+                dynamic_ncols=interactive, ascii=not interactive, disable=not is_main())
 
 
 def save_trained(args, checkpoint: dict, log: LossLog, resumable: Resumable) -> None:
     """A training stage's final checkpoint (then the partial one goes). The loss TSV and the curves are
-    already whole: the run wrote each row as it came and drew the curves at its last step (``Watch``)."""
+    already whole: the run wrote each row as it came and drew the curves at its last step (``Watch``). Only rank 0
+    of a distributed run writes."""
+    if not is_main():
+        return
     save_checkpoint(args.out, checkpoint | {"step": args.iterations, "log": log.rows})
     resumable.finish()
     print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)

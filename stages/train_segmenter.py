@@ -72,6 +72,7 @@ def main(args):
     from bdl.artifacts import load_checkpoint, names_hash, read_attrs
     from bdl.data.cache import domain_set
     from bdl.data.datasets import H5SegmentationDataset, make_loader
+    from bdl.distributed import World, split_batch
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.pseudo import PseudoLabelSet
     from bdl.runtime import ComputeFormat, start_process
@@ -85,6 +86,8 @@ def main(args):
         raise BDLError(f"--lr-horizon {args.lr_horizon} is shorter than --iterations {args.iterations}: the rate would "
                        "pass zero (config segmenter.lr_horizon)")
     device = start_process(args)
+    world = World.from_env()
+    split_batch(args.batch_size, world, "segmenter.batch_size")
     crop, flip = args.crop, not args.no_flip
 
     if args.mode == "source":
@@ -120,8 +123,9 @@ def main(args):
                   file=sys.stderr)
         arch = segmenter_arch(args)
 
-    src_loader = make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True)
-    tgt_loader = make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True) if tgt else None
+    src_loader = make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True, world=world)
+    tgt_loader = make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True,
+                             world=world) if tgt else None
     from bdl.loops.segmenter import SegmenterSettings, train_segmenter
 
     # only the adaptation modes train D
@@ -130,9 +134,10 @@ def main(args):
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
     compute = ComputeFormat.of(args, device)
     watch = Watch.from_args(args, f"segmenter, mode {args.mode}",
-                            evaluate=val_score(args, model, device, compute) if args.eval_every > 0 else None)
+                            evaluate=val_score(args, model, device, compute) if args.eval_every > 0 and world.main
+                            else None)  # rank 0 scores and logs
     model, log = train_segmenter(model, src_loader, tgt_loader, settings, compute, device, resumable,
-                                 stage=f"train_segmenter[{args.mode}]", watch=watch)
+                                 stage=f"train_segmenter[{args.mode}]", watch=watch, world=world)
     checkpoint = {"kind": "segmenter", "model": model.state_dict(), "arch": arch, "args": cli.recorded_args(args)}
     save_trained(args, checkpoint, log, resumable)
 

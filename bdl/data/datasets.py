@@ -15,6 +15,7 @@ from bdl import BDLError
 from bdl.artifacts import frames
 from bdl.data.labels import IGNORE
 from bdl.data.readers import Sample, fit_label, read_image, resize_pair
+from bdl.distributed import World
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor | None, crop, flip: bool, gen: torch.Generator):
@@ -155,29 +156,48 @@ def collate(items):
 
 
 class EpochSampler(Sampler):
-    """Order fixed by (seed, epoch), with an offset: a resumed run sees exactly the batches it would have."""
+    """Order fixed by (seed, epoch), with an offset: a resumed run sees exactly the batches it would have.
 
-    def __init__(self, n: int, shuffle: bool, seed: int):
+    With several processes (``world``) every rank draws the same order and keeps its contiguous slice of each
+    global batch of ``batch_size`` (whole batches only): the ranks together see exactly the 1-process batches.
+    ``offset`` counts frames of the global order either way."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int, world: World | None = None, batch_size: int | None = None):
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.epoch, self.offset = 0, 0
+        self.world = world or World()
+        self.global_batch = batch_size
 
     def __iter__(self):
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
         else:
             order = torch.arange(self.n)
-        return iter(order[self.offset:].tolist())
+        order = order[self.offset:]
+        if self.world.distributed:
+            size, b = self.world.size, self.global_batch // self.world.size
+            whole = len(order) // self.global_batch * self.global_batch
+            order = order[:whole].view(-1, size, b)[:, self.world.rank].reshape(-1)
+        return iter(order.tolist())
 
     def __len__(self):
+        if self.world.distributed:
+            return (self.n - self.offset) // self.global_batch * (self.global_batch // self.world.size)
         return self.n - self.offset
 
 
-def make_loader(dataset, batch_size, shuffle, workers, seed=0, drop_last=False):
+def make_loader(dataset, batch_size, shuffle, workers, seed=0, drop_last=False, world: World | None = None):
+    """``batch_size`` is the global batch; with several processes (``world``, training only: drop_last) each
+    rank's loader yields its share of each global batch (``EpochSampler``)."""
     if drop_last and len(dataset) < batch_size:
         raise BDLError(f"{len(dataset)} images cannot fill one batch of {batch_size}; lower the batch size")
+    world = world or World()
+    if world.distributed and (not drop_last or batch_size % world.size):
+        raise ValueError(f"a batch of {batch_size} split across {world.size} processes needs drop_last and a multiple")
     # its own generator: a DataLoader iterator otherwise draws its worker base seed from the global RNG,
     # which a prefetch thread would do at times that differ from run to run
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle, seed),
+    return DataLoader(dataset, batch_size=batch_size // world.size,
+                      sampler=EpochSampler(len(dataset), shuffle, seed, world, batch_size),
                       num_workers=workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
                       collate_fn=collate, generator=torch.Generator().manual_seed(seed),
                       # not persistent: workers must see the epoch that infinite() sets on the dataset
@@ -187,11 +207,12 @@ def make_loader(dataset, batch_size, shuffle, workers, seed=0, drop_last=False):
 def infinite(loader, start_step: int = 0):
     """Cycle a loader forever from batch ``start_step``; each pass is a new epoch (order and augmentation)."""
     sampler = loader.sampler
-    per_epoch = max(len(range(0, sampler.n - loader.batch_size + 1, loader.batch_size)) if loader.drop_last
-                    else -(-sampler.n // loader.batch_size), 1)
+    batch = sampler.global_batch or loader.batch_size  # a step is one global batch, whatever the processes
+    per_epoch = max(len(range(0, sampler.n - batch + 1, batch)) if loader.drop_last
+                    else -(-sampler.n // batch), 1)
     epoch, skip = divmod(start_step, per_epoch)
     while True:
-        sampler.epoch, sampler.offset = epoch, skip * loader.batch_size
+        sampler.epoch, sampler.offset = epoch, skip * batch
         if hasattr(loader.dataset, "epoch"):
             loader.dataset.epoch = epoch
         yield from loader

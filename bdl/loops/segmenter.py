@@ -5,6 +5,7 @@ afterwards, the target's own labels for the oracle), plus, when adapting, one ba
 for the output-space adversarial term and, in SSL mode, their pseudo-labels.
 """
 
+import sys
 from dataclasses import dataclass, fields
 
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from bdl.data.datasets import infinite
 from bdl.data.labels import NUM_CLASSES
 from bdl.defaults import default
+from bdl.distributed import World
 from bdl.losses import bce_adv, seg_ce
 from bdl.models.discriminator import OutputDiscriminator
 from bdl.runtime import ComputeFormat
@@ -65,7 +67,7 @@ class SegmenterSettings:
 
 
 def segmenter_backward(model, disc, batch, tbatch, lambda_adv: float, compute: ComputeFormat, device,
-                       stage: str = "train_segmenter", step: int = 0):
+                       stage: str = "train_segmenter", step: int = 0, world: World | None = None):
     """The gradient of M's loss for one step: cross-entropy on the (translated) source batch, and given a target
     batch, its pseudo-label cross-entropy (if it has labels) and, given D, the adversarial term.
     Returns (losses, source logits, target logits or None), logits detached.
@@ -73,12 +75,14 @@ def segmenter_backward(model, disc, batch, tbatch, lambda_adv: float, compute: C
     The source loss is backpropagated before the target forward, so the two graphs are never held at once
     (the reference code does the same to fit a 12 GB card); the summed gradient is the same as one backward
     of the summed loss. D's parameters are left without gradient (requires_grad off) for the caller to turn on.
+    With several processes (``world``) the batches are this rank's slices and the cross-entropies are scaled for
+    the gradient average to be the global batch's (``seg_ce``).
     """
     images = compute.images(to_unit(batch["image"], device))
     labels = batch["label"].to(device, non_blocking=True)
     with compute.autocast():
         pred_s = model(images)
-        losses = {"seg": seg_ce(pred_s, labels)}
+        losses = {"seg": seg_ce(pred_s, labels, world)}
     check_finite(stage, step, losses)
     losses["seg"].backward()
     if tbatch is None:
@@ -87,7 +91,7 @@ def segmenter_backward(model, disc, batch, tbatch, lambda_adv: float, compute: C
         pred_t = model(compute.images(to_unit(tbatch["image"], device)))
         total = pred_t.new_zeros((), dtype=torch.float32)
         if "label" in tbatch:
-            losses["seg_target"] = seg_ce(pred_t, tbatch["label"].to(device, non_blocking=True))
+            losses["seg_target"] = seg_ce(pred_t, tbatch["label"].to(device, non_blocking=True), world)
             total = total + losses["seg_target"]
         if disc is not None:
             for p in disc.parameters():
@@ -102,12 +106,17 @@ def segmenter_backward(model, disc, batch, tbatch, lambda_adv: float, compute: C
 
 
 def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, compute: ComputeFormat, device,
-                    resumable: Resumable, stage="train_segmenter", watch: Watch | None = None):
+                    resumable: Resumable, stage="train_segmenter", watch: Watch | None = None,
+                    world: World | None = None):
     """Run ``s.iterations`` steps; returns (model, LossLog). ``target_loader`` is None for M0/oracle.
 
-    In SSL mode ``target_loader`` yields pseudo-labels as 'label' (255 = ignored).
+    In SSL mode ``target_loader`` yields pseudo-labels as 'label' (255 = ignored). With several processes
+    (``world``; the loaders yield this rank's slice of each global batch) M trains under DistributedDataParallel
+    and D's gradients are averaged after its backward (``bdl.distributed``).
     """
+    world = world or World()
     compute.model(model).train()
+    net = distributed_segmenter(model, device, world)
     adapt = target_loader is not None and s.lambda_adv > 0
     opt = s.optimizer_of(model)
     state = {"model": model, "optimizer": opt}
@@ -126,8 +135,8 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
         batch, tbatch = next(src_iter), (next(tgt_iter) if tgt_iter is not None else None)
-        losses, pred_s, pred_t = segmenter_backward(model, disc if adapt else None, batch, tbatch, s.lambda_adv,
-                                                    compute, device, stage, step)
+        losses, pred_s, pred_t = segmenter_backward(net, disc if adapt else None, batch, tbatch, s.lambda_adv,
+                                                    compute, device, stage, step, world)
         opt.step()
         if adapt:
             for p in disc.parameters():
@@ -138,11 +147,31 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
                 d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s, 1)), SOURCE)
                                 + bce_adv(disc(F.softmax(pred_t, 1)), TARGET))
             d_loss.backward()
+            world.average_gradients(disc.parameters())  # D runs twice before its backward: no DDP reducer
             opt_d.step()
             losses["D"] = d_loss
             check_finite(stage, step, {"D": d_loss})
-        run.end_step(step, lr, losses)
+        run.end_step(step, lr, world.mean_losses(losses))
     for it in (src_iter, tgt_iter):
         if it is not None:
             it.close()
     return model, run.log
+
+
+def distributed_segmenter(model, device, world: World):
+    """M as the training step calls it: itself, or with several processes under DistributedDataParallel, its
+    trained BatchNorm layers synchronised (SyncBatchNorm: the statistics of the global batch) on CUDA. torch's
+    SyncBatchNorm runs on GPUs only; on the CPU (gloo) each process normalises its own slice and rank 0's running
+    statistics are kept (DDP broadcasts its buffers), which the README's Several GPUs section spells out."""
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    trains_bn = not getattr(model, "freeze_bn", False) and any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if trains_bn and device.type == "cuda":
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif trains_bn and world.main:
+        print("distributed: BatchNorm statistics per process (SyncBatchNorm needs CUDA): each normalises its own "
+              "slice of the batch, so this run matches the 1-process run only in distribution", file=sys.stderr)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
