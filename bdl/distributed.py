@@ -193,8 +193,9 @@ def init(device, world: World) -> None:
     if not dist.is_initialized():
         kwargs = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group(backend, rank=world.rank, world_size=world.size, **kwargs)
-    print(f"distributed: rank {world.rank} of {world.size}, device {device}, backend {backend}", file=sys.stderr,
-          flush=True)
+    # one write per line: the ranks share the log file, and print's separate newline interleaves
+    sys.stderr.write(f"distributed: rank {world.rank} of {world.size}, device {device}, backend {backend}\n")
+    sys.stderr.flush()
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_dataset_args, add_runtime_args, dataset_spec, run  # noqa: E402
+from bdl.cli import add_dataset_args, add_procs_arg, add_runtime_args, dataset_spec, run  # noqa: E402
 from bdl.defaults import default  # noqa: E402
 
 
@@ -22,6 +22,7 @@ def get_args_parser():
     p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
     add_runtime_args(p, out="metrics (.json)")
+    add_procs_arg(p)
     return p
 
 
@@ -31,6 +32,7 @@ def main(args):
     from bdl.artifacts import write_json
     from bdl.data.datasets import SegmentationDataset
     from bdl.data.labels import CLASS_NAMES, colorize
+    from bdl.distributed import World
     from bdl.loops.inference import evaluate_set
     from bdl.models import load_segmenter
     from bdl.runtime import ComputeFormat, start_process
@@ -48,7 +50,9 @@ def main(args):
         thresholds = np.asarray(read_attrs(args.pseudo)["thresholds"], dtype=np.float64)
     cm, kept, pl = evaluate_set(model, ds, device, args.num_predictions if args.predictions else 0,
                                 decode=spec.label_decoder(), thresholds=thresholds,
-                                compute=ComputeFormat.of(args, device))
+                                compute=ComputeFormat.of(args, device), world=World.from_env())
+    if not World.from_env().main:  # every rank has the summed counts; rank 0 writes
+        return
     result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds)}
     if pl is not None:
         result["pseudo_label_on_val"] = {

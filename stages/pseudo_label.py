@@ -28,6 +28,9 @@ def get_args_parser():
                    help="fixed threshold, or the classwise cap")
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p, out="pseudo-label set (.h5)")
+    from bdl.cli import add_procs_arg
+
+    add_procs_arg(p)
     return p
 
 
@@ -35,6 +38,7 @@ def main(args):
     from bdl.artifacts import names_hash
     from bdl.data.datasets import make_loader
     from bdl.data.labels import CLASS_NAMES
+    from bdl.distributed import World
     from bdl.loops.inference import pseudo_label_set
     from bdl.models import load_segmenter
     from bdl.runtime import ComputeFormat, start_process
@@ -49,7 +53,9 @@ def main(args):
              "names_hash": names_hash([s.name for s in ds.samples])}
     thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),
                                                    args.out, args.mode, args.threshold, attrs, device, hw,
-                                                   ComputeFormat.of(args, device))
+                                                   ComputeFormat.of(args, device), World.from_env())
+    if not World.from_env().main:
+        return
     share = kept.sum() / max(predicted.sum(), 1)
     print(f"wrote {len(ds)} pseudo-labels to {args.out}: {100 * share:.1f}% of pixels kept", file=sys.stderr)
     for c, name in enumerate(CLASS_NAMES):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_cache_arg, add_dataset_args, add_runtime_args, dataset_spec, image_set, run  # noqa: E402
+from bdl.cli import add_cache_arg, add_dataset_args, add_procs_arg, add_runtime_args, dataset_spec, image_set, run  # noqa: E402
 from bdl.defaults import default  # noqa: E402
 
 
@@ -20,12 +20,14 @@ def get_args_parser():
     add_cache_arg(p, "source")
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p, out="translated set (.h5)")
+    add_procs_arg(p)
     return p
 
 
 def main(args):
     from bdl.artifacts import load_checkpoint, load_weights
     from bdl.data.datasets import make_loader
+    from bdl.distributed import World
     from bdl.loops.inference import translate_set
     from bdl.models import build_translator
     from bdl.runtime import ComputeFormat, start_process
@@ -40,8 +42,9 @@ def main(args):
     attrs = {"made_by": "translate", "translator": str(args.translator),
              "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}
     n = translate_set(generator, make_loader(ds, args.batch_size, False, args.workers), args.out, attrs, device,
-                      tuple(first.shape[-2:]), ComputeFormat.of(args, device))
-    print(f"wrote {n} translated images to {args.out}", file=sys.stderr)
+                      tuple(first.shape[-2:]), ComputeFormat.of(args, device), World.from_env())
+    if World.from_env().main:
+        print(f"wrote {n} translated images to {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

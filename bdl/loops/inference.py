@@ -7,8 +7,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bdl.artifacts import H5Writer
+from bdl.artifacts import H5Writer, SharedRows
 from bdl.data.labels import IGNORE, NUM_CLASSES
+from bdl.distributed import World, shard
 from bdl.metrics import ConfusionMatrix
 from bdl.models.cyclegan import to_gan
 from bdl.pseudo import ClasswiseMedian, apply_thresholds, class_thresholds
@@ -57,14 +58,15 @@ class _HostWorkQueue:
 
 @torch.no_grad()
 def translate_set(generator, loader, out_path, attrs: dict, device, size_hw,
-                  compute: ComputeFormat | None = None) -> int:
-    """F over every source image; writes images, source labels and names to one HDF5 file."""
+                  compute: ComputeFormat | None = None, world: World | None = None) -> int:
+    """F over every source image; writes images, source labels and names to one HDF5 file. With several
+    processes (``world``) each translates its share of the batches (``shard_loader``) into the one file."""
     compute = _compute_format(compute, device)
     compute.model(generator).eval()
     n = len(loader.dataset)
     h, w = size_hw
-    start = 0
-    with H5Writer(out_path, n, {"images": ((h, w, 3), "uint8"), "labels": ((h, w), "uint8")}, attrs) as out, \
+    loader, start = shard_loader(loader, world)
+    with SetWriter(out_path, n, {"images": ((h, w, 3), "uint8"), "labels": ((h, w), "uint8")}, attrs, world) as out, \
             _HostWorkQueue(device) as queue:
         for batch in progress(loader, total=len(loader), desc="translate"):
             with compute.autocast():  # the generator pads odd sizes itself and returns the input's size
@@ -125,27 +127,31 @@ def predict_full_size(model, image_uint8: torch.Tensor, out_hw, device, compute:
 
 @torch.no_grad()
 def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
-                     compute: ComputeFormat | None = None):
+                     compute: ComputeFormat | None = None, world: World | None = None):
     """Write pred and its max probability (float16) for every target train image, and the class thresholds.
 
     One pass predicts, stores and fills the per-class histograms of the stored probabilities; from them
     come the class-wise medians and, for either mode, the exact count of pixels each threshold keeps.
     The labels themselves (255 below the threshold) are made when the set is read
     (``PseudoLabelSet``): a second pass writing them cost as much as the prediction's other I/O together.
+    With several processes (``world``) each predicts its share of the batches into the one file, and the
+    histograms are summed before the medians are taken: the thresholds are the 1-process ones exactly.
     """
+    world = world or World()
     compute = _compute_format(compute, device)
     compute.model(model).eval()
     n = len(loader.dataset)
     stats = ClasswiseMedian(NUM_CLASSES, cap=threshold)
+    loader, first = shard_loader(loader, world)
 
     def finish(start, names, prob, pred, ready):
         _wait(ready)
         stats.add(pred, prob)
         out.write(start, names, pred=pred.numpy(), prob=prob.numpy())
 
-    with H5Writer(out_path, n, pseudo_label_arrays(size_hw), attrs) as out:
+    with SetWriter(out_path, n, pseudo_label_arrays(size_hw), attrs, world) as out:
         with _HostWorkQueue(device) as queue:
-            start = 0
+            start = first
             for batch in progress(loader, total=len(loader), desc="pseudo-label"):
                 prob, pred = predict(model, batch["image"], device, compute)
                 prob = prob.to(torch.float16).to("cpu", non_blocking=True)
@@ -153,6 +159,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
                 names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
                 queue.submit(finish, start, names, prob, pred, _ready_event(device))
                 start += len(names)
+        world.sum_(torch.from_numpy(stats.hist))  # int64 counts: the sum is exact, whatever the order
         thresholds = class_thresholds(mode, threshold, stats)
         predicted, kept = stats.predicted(), stats.kept(thresholds)
         coverage = float(kept.sum()) / max(float(predicted.sum()), 1.0)
@@ -170,21 +177,25 @@ def pseudo_label_arrays(size_hw) -> dict:
 
 @torch.no_grad()
 def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None, thresholds=None,
-                 compute: ComputeFormat | None = None):
+                 compute: ComputeFormat | None = None, world: World | None = None):
     """Confusion matrix of M on labelled target images at the label's own resolution.
 
     The image may be resized for the model; logits are upsampled back to the original label size,
     the usual protocol (BDL predicts at 1024x512 and scores at 2048x1024).
     With ``thresholds`` (those M used for its pseudo-labels) it also measures what pseudo-labels of M
     would be on these labelled images: per predicted class, pixels kept and pixels kept correctly.
+    With several processes (``world``) each scores a contiguous share of the frames; the counts are summed and
+    the kept predictions gathered in frame order, on every rank.
     """
+    world = world or World()
     compute = _compute_format(compute, device)
     compute.model(model).eval()
     cm = ConfusionMatrix()
     kept = []
     pl = {"predicted": np.zeros(NUM_CLASSES, np.int64), "kept": np.zeros(NUM_CLASSES, np.int64),
           "correct": np.zeros(NUM_CLASSES, np.int64)}
-    for i in progress(range(len(dataset)), total=len(dataset), desc="evaluate"):
+    frames = shard(len(dataset), 1, world)
+    for i in progress(frames, total=len(frames), desc="evaluate"):
         item = dataset[i]
         full = torch.from_numpy(decode(dataset.samples[i].label).astype(np.int64))
         prob, pred = predict_full_size(model, item["image"], full.shape, device, compute)
@@ -199,4 +210,56 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
             pl["correct"] += np.bincount(p[keep & (p == g)], minlength=NUM_CLASSES)[:NUM_CLASSES]
         if len(kept) < keep_predictions:
             kept.append((dataset.samples[i].name, pred.numpy().astype(np.uint8), full.numpy().astype(np.uint8)))
+    if world.distributed:
+        world.sum_(cm.mat)
+        for counts in pl.values():
+            world.sum_(torch.from_numpy(counts))
+        kept = [k for part in world.gather_objects(kept) for k in part][:keep_predictions]
     return cm, kept, (pl if thresholds is not None else None)
+
+
+def shard_loader(loader, world: World | None):
+    """(loader, first row): the loader itself, or with several processes one over this rank's contiguous run of
+    whole batches (``bdl.distributed.shard``), so each frame meets the model in the batch it would have met."""
+    if world is None or not world.distributed:
+        return loader, 0
+    from torch.utils.data import DataLoader
+
+    rows = shard(len(loader.dataset), loader.batch_size, world)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=rows, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory), rows.start
+
+
+class SetWriter:
+    """An HDF5 set written by one process or several: rank 0 holds the ``H5Writer``; with more processes each writes
+    its rows through ``SharedRows`` (maps of rank 0's file), and at the end rank 0 takes their names and renames the
+    complete file into place. Attributes are rank 0's; collectives happen only on success (a failing rank's
+    launcher stops the others)."""
+
+    def __init__(self, path, length: int, arrays: dict, attrs: dict, world: World | None):
+        self.world = world or World()
+        self.out = H5Writer(path, length, arrays, attrs) if self.world.main else None
+        self.rows = None
+        if self.world.distributed:
+            self.rows = SharedRows(self.world.broadcast_object(self.out.layout() if self.out else None))
+
+    def write(self, start: int, names, **arrays) -> None:
+        (self.rows or self.out).write(start, names, **arrays)
+
+    def set_attr(self, key, value) -> None:
+        if self.out is not None:
+            self.out.set_attr(key, value)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and self.rows is not None:
+            self.rows.flush()
+            parts = self.world.gather_objects(self.rows.names)  # also the barrier: every rank's rows are on disk
+            if self.out is not None:
+                for start, names in (item for part in parts for item in part):
+                    self.out.name_rows(start, names)
+        if self.out is not None:
+            self.out.close(ok=exc_type is None)
+        return False
