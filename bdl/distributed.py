@@ -225,8 +225,12 @@ def _worker(index: int, guarded, main, args, size: int, port: int) -> None:
 def launch(guarded, main, args, procs: int) -> int:
     """Run ``guarded(main, args)`` in ``procs`` processes; the exit code of the first that fails, else 0. When
     one fails the others are stopped (torch.multiprocessing), so none waits forever in a collective."""
+    import logging
+
     import torch.multiprocessing as mp
 
+    # torch logs each worker it stops after a failure; the failing worker's own error line must stay the log's last
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     try:
         mp.start_processes(_worker, (guarded, main, args, procs, _free_port()), nprocs=procs, join=True,
                            start_method="spawn")
