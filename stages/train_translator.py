@@ -56,6 +56,7 @@ def get_args_parser():
 
 def main(args):
     from bdl.data.datasets import make_loader
+    from bdl.distributed import World, split_batch
     from bdl.loops.translator import TranslatorSettings, train_translator
     from bdl.models import load_segmenter
     from bdl.runtime import ComputeFormat, start_process
@@ -65,6 +66,8 @@ def main(args):
         raise BDLError(f"--lr-horizon {args.lr_horizon} is shorter than --iterations {args.iterations}: the rate would "
                        "pass zero (config translator.lr_horizon)")
     device = start_process(args)
+    world = World.from_env()
+    split_batch(args.batch_size, world, "translator.batch_size")
     flip = not args.no_flip
     src = cli.image_set(args, "source", False, args.crop, flip, args.seed)
     tgt = cli.image_set(args, "target", False, args.crop, flip, args.seed + 1)
@@ -75,10 +78,10 @@ def main(args):
     settings = TranslatorSettings.from_args(args)
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
     F_ab, F_ba, log = train_translator(
-        arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True),
-        make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True),
+        arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True, world=world),
+        make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True, world=world),
         segmenter, settings, ComputeFormat.of(args, device), device, resumable,
-        watch=Watch.from_args(args, "translator F / F_inv"), samples=args.samples)
+        watch=Watch.from_args(args, "translator F / F_inv"), samples=args.samples, world=world)
     save_trained(args, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
                         "arch": arch, "args": cli.recorded_args(args)}, log, resumable)
 

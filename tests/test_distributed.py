@@ -269,3 +269,33 @@ def test_a_batch_that_does_not_split_is_refused_naming_the_key(tiny_demo, transl
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error:")
     assert "config key 'segmenter.batch_size': 3 does not divide among 2 processes" in proc.stderr
+
+
+def test_translator_of_two_processes_equals_one_process_pools_included(tiny_demo, trained, tmp_path):
+    """Three steps of F and F_inv with the perceptual loss through M and a pool of 3 (it fills in the first step and
+    draws from then on): every rank draws from the gathered global batch, so D sees what the 1-process D sees."""
+    weights = {}
+    for procs in (1, 2):
+        run_stage("train_translator", *source_flags(tiny_demo), *target_flags(tiny_demo), "--segmenter",
+                  trained[0][1], "--ngf", 4, "--n-blocks", 1, "--ndf", 4, "--iterations", 3, "--batch-size", 2,
+                  "--pool-size", 3, "--checkpoint-every", 0, *RUNTIME, "--procs", procs,
+                  "--out", tmp_path / f"F{procs}.pt")
+        weights[procs] = torch.load(tmp_path / f"F{procs}.pt", weights_only=True)
+    # a convolution's bias before InstanceNorm has no gradient but rounding noise, which Adam scales to lr-sized
+    # steps of either sign: those are not compared
+    noise = _biases_before_instance_norm(build_translator({"ngf": 4, "n_blocks": 1})[0])
+    assert noise and "net.18.bias" not in noise  # the last convolution's bias learns: compared
+    for net in ("model", "model_inv"):
+        for name, w in weights[1][net].items():
+            if name not in noise:
+                torch.testing.assert_close(weights[2][net][name], w, atol=1e-5, rtol=1e-4, msg=f"{net}.{name}")
+
+
+def _biases_before_instance_norm(module) -> set:
+    names = set()
+    for prefix, m in module.named_modules():
+        kids = list(m.named_children()) if isinstance(m, torch.nn.Sequential) else []
+        for (name, layer), (_, after) in zip(kids, kids[1:]):
+            if isinstance(after, torch.nn.InstanceNorm2d) and getattr(layer, "bias", None) is not None:
+                names.add(f"{prefix}.{name}.bias".lstrip("."))
+    return names

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from bdl.data.datasets import infinite
+from bdl.distributed import World
 from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, gan_to_unit, to_gan
 from bdl.models.factory import build_translator
@@ -56,9 +57,17 @@ class TranslatorSettings:
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg: TranslatorSettings, compute: ComputeFormat,
                      device, resumable: Resumable, stage="train_translator", watch: Watch | None = None,
-                     samples=None):
+                     samples=None, world: World | None = None):
     """Run ``cfg.iterations`` steps; returns (F, F_inv, LossLog). With ``samples`` (a PNG path) a grid of a few
-    fixed frames, real A | fake B | rec A | real B | fake A, is redrawn at every checkpoint."""
+    fixed frames, real A | fake B | rec A | real B | fake A, is redrawn at every checkpoint.
+
+    With several processes (``world``; the loaders yield this rank's slice of each global batch) the gradients of
+    the generators and of the PatchGANs are averaged after each backward (each generator runs several forwards
+    per backward, which DistributedDataParallel's reducer does not take), and the image pools draw from the
+    gathered global batch of fakes, identically on every rank (same generator, same state), each rank's D then
+    seeing its slice of the draw: the pools hold what the 1-process run's hold.
+    """
+    world = world or World()
     F_ab, F_ba = (compute.model(g).train() for g in build_translator(arch))
     D_a = compute.model(PatchDiscriminator(cfg.ndf)).train()
     D_b = compute.model(PatchDiscriminator(cfg.ndf)).train()
@@ -113,21 +122,25 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
                 total = total + cfg.lambda_per * losses["per"] + cfg.lambda_per_recon * losses["per_recon"]
         check_finite(stage, step, losses)
         total.backward()
+        world.average_gradients(itertools.chain(F_ab.parameters(), F_ba.parameters()))
         opt_g.step()
 
         for p in itertools.chain(D_a.parameters(), D_b.parameters()):
             p.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
-        old_B, old_A = pool_b.query(fake_B.float()), pool_a.query(fake_A.float())  # the pool keeps float32
+        # the pool keeps float32
+        old_B = world.local_slice(pool_b.query(world.gather_batch(fake_B.detach().float())))
+        old_A = world.local_slice(pool_a.query(world.gather_batch(fake_A.detach().float())))
         with compute.autocast():
             d_loss = 0.5 * (gan(D_b(real_B), True) + gan(D_b(old_B), False)) \
                 + 0.5 * (gan(D_a(real_A), True) + gan(D_a(old_A), False))
         d_loss.backward()
+        world.average_gradients(itertools.chain(D_a.parameters(), D_b.parameters()))
         opt_d.step()
         losses["D"] = d_loss
         check_finite(stage, step, {"D": d_loss})
 
-        run.end_step(step, cfg.lr * scale, losses)
+        run.end_step(step, cfg.lr * scale, world.mean_losses(losses))
     a_iter.close()
     b_iter.close()
     return F_ab, F_ba, run.log
