@@ -164,11 +164,14 @@ def _running_job(rule: str) -> str | None:
 
 
 def test_rerun_after_scancel_completes_and_resumes(cluster, profile, tmp_path):
+    """Also the run with two processes per model job (runtime.gpus_per_job): sbatch asks for both fake GPUs, each
+    stage runs as two gloo ranks on the CPU, and the cancelled 2-process M0 resumes under 2 processes."""
     results = tmp_path / "res"
     cfg = tiny_config(results)
     cfg["oracle"] = False
     cfg["segmenter"]["iterations"]["source"] = 400
     cfg["runtime"]["checkpoint_every"] = 5
+    cfg["runtime"]["gpus_per_job"] = 2
     path = tmp_path / "cancel.yaml"
     first = slurm_run(profile, cfg, path, "--retries", "0", wait=False)
     partial = results / "m0" / "segmenter.pt.partial.pt"
@@ -190,3 +193,9 @@ def test_rerun_after_scancel_completes_and_resumes(cluster, profile, tmp_path):
     step = int(re.search(r"\[resume\] .*: resuming at step (\d+)", log).group(1))
     assert step > 0
     assert (results / "metrics.tsv").exists() and not list(results.rglob("*.partial.pt"))
+    for stage_log in [results / "logs" / "m0" / "train.log", *(results / "logs").rglob("*evaluate.log"),
+                      *(results / "logs").rglob("translate*.log"), *(results / "logs").rglob("*pseudo.log")]:
+        text = stage_log.read_text()
+        assert re.search(r"^slurm job \d+ on localhost, gpus 2,", text, re.M), stage_log
+        for rank in (0, 1):
+            assert f"distributed: rank {rank} of 2, device cpu, backend gloo" in text, stage_log

@@ -22,6 +22,7 @@ if config["runtime"]["gpu"] and workflow.is_main_process and "gpu" not in workfl
         workflow.register_resource("gpu", len(gpus))
 
 R = config["results"]
+GPJ = config["runtime"]["gpus_per_job"]  # processes per model job, one GPU each (bdl.distributed)
 K = config["rounds"]
 N = config["ssl_steps"]
 DEMO = config["source"]["root"] is None
@@ -62,8 +63,9 @@ def data_flags(domain, split=None):
 
 
 # How a job runs. Passed as params, so a change reruns the jobs (device and logging can change results).
+# --procs only where it leaves 1: a 1-process job's command is the one it always was (no rerun)
 RUNTIME = flags(device=config["device"], workers=RT["workers"], bf16=on_off(RT["bf16"]),
-                channels_last=on_off(RT["channels_last"]))
+                channels_last=on_off(RT["channels_last"]), procs=GPJ if GPJ > 1 else None)
 TRAIN_RUNTIME = flags(checkpoint_every=RT["checkpoint_every"], log_every=RT["log_every"])
 
 
@@ -127,6 +129,36 @@ def horizon_refusal():
 _refusal = horizon_refusal()
 if _refusal:
     config_error(_refusal)
+for _key, _batch in (("segmenter.batch_size", SEG["batch_size"]), ("translator.batch_size", TRANS["batch_size"])):
+    if _batch % GPJ:  # each process takes an equal slice of the global batch
+        config_error(f"config key '{_key}': {_batch} does not divide among runtime.gpus_per_job ({GPJ}) processes; "
+                     f"use a multiple of {GPJ} (the global batch is split across them)")
+
+
+def job_gpus(asked):
+    """The GPUs of a model job that asks for any: one per process (runtime.gpus_per_job), or more if asked."""
+    return max(int(asked), GPJ) if int(asked) else 0
+
+
+def profile_gpus_per_job():
+    """A profile's gpu per job (profiles/slurm sets 1 for each model job) wins over the one the workflow gives;
+    with several processes per job it becomes gpus_per_job as well, so that sbatch asks for --gpus=N. Snakemake
+    keeps --set-resources as Resources, parsed once when the first job type is declared (this runs before)."""
+    from snakemake.resources import Resource, Resources
+
+    given = workflow.resource_settings.overwrite_resources
+    for name, resources in list(given.items()):
+        gpu = dict(resources.items()).get("gpu")
+        raw = getattr(gpu, "raw", gpu)
+        if gpu is None or not str(raw).isdigit():
+            continue
+        given[name] = Resources({**dict(Resources.from_mapping(resources).items()),
+                                 "gpu": Resource("gpu", job_gpus(raw))})
+    workflow.resource_settings.__dict__.pop("_parsed_overwrite_resources", None)
+
+
+if GPJ > 1:
+    profile_gpus_per_job()
 
 
 def start_from(model):
@@ -209,4 +241,4 @@ def all_outputs():
 
 def res(kind):
     """Resources of a job; GPU stages ask for runtime.gpu GPUs (a SLURM profile maps it to --gpus)."""
-    return {"mem_mb": RT["mem_mb"], "runtime": RT["runtime_min"], "gpu": RT["gpu"] if kind == "gpu" else 0}
+    return {"mem_mb": RT["mem_mb"], "runtime": RT["runtime_min"], "gpu": job_gpus(RT["gpu"]) if kind == "gpu" else 0}
