@@ -96,7 +96,11 @@ def run(main, parser: argparse.ArgumentParser, argv=None) -> int:
         from bdl.distributed import launch
 
         _hold_gpu_slots()
-        return launch(_guarded, main, args, procs)
+        try:
+            return launch(_guarded, main, args, procs)
+        except KeyboardInterrupt:  # the workers, in the same process group, got it too and stop
+            print("error: interrupted", file=sys.stderr)
+            return 130
     return _guarded(main, args)
 
 

@@ -4,6 +4,7 @@ the stage scripts chained on the device. One line per figure; about 3 minutes on
 
   python benchmarks/gpu_check.py                        # on a CUDA machine (random init, no downloads)
   python benchmarks/gpu_check.py --device cpu --tiny    # the same code at toy sizes (the tests run this)
+  python benchmarks/gpu_check.py --procs 4              # only: 1 process against 4 (runtime.gpus_per_job)
 
 Shapes (config/paper_gta5_resnet101.yaml): DeepLab v2 ResNet-101, batch 1, source 1280x720 and target
 1024x512 (adversarial step: CE on source + output-space D on target); CycleGAN (ngf 64, 9 blocks) on
@@ -31,6 +32,9 @@ def get_args_parser():
     p.add_argument("--steps", type=int, default=20, help="timed steps per figure (after 3 warm-up steps)")
     p.add_argument("--tiny", action="store_true", help="toy shapes, to check the script itself on a CPU")
     p.add_argument("--skip-stages", action="store_true", help="only the model-shape figures")
+    p.add_argument("--procs", type=int, default=0,
+                   help="instead of the figures above: the adversarial step of one global batch of N frames as 1 "
+                        "process and as N (one GPU each, NCCL; gloo on a CPU), seconds per step and the speed-up")
     return p
 
 
@@ -87,6 +91,8 @@ def main(args):
     from bdl.runtime import ComputeFormat, pick_device, setup_torch
     from bdl.training import Resumable
 
+    if args.procs:
+        return scaling(args)
     device = pick_device(args.device)
     setup_torch(device, None)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -151,6 +157,72 @@ def main(args):
     print(memory.stdout.strip() if memory.returncode == 0 else f"adv_step_memory failed: {memory.stderr[-500:]}")
     if not args.skip_stages:
         stage_chain(device, tmp)
+
+
+def scaling(args) -> None:
+    """1 process against ``args.procs`` on the same global batch (``procs`` frames, one per process), the paper
+    preset's shapes in fp32 (``--tiny``: toy shapes on the CPU): what runtime.gpus_per_job buys per step."""
+    import torch.multiprocessing as mp
+
+    from bdl.distributed import _free_port
+
+    per_step = {}
+    for size in dict.fromkeys((1, args.procs)):
+        queue = mp.get_context("spawn").SimpleQueue()
+        mp.start_processes(_scaling_worker, (size, _free_port(), args, queue), nprocs=size, start_method="spawn")
+        per_step[size] = queue.get()
+        print(f"DeepLab v2 adversarial step, global batch {args.procs}, {size} process(es) on {args.device}: "
+              f"{per_step[size]:.3f} s/step", flush=True)
+    print(f"speed-up of {args.procs} processes over 1: {per_step[1] / per_step[args.procs]:.2f}x "
+          f"(ideal {args.procs}x)")
+
+
+def _scaling_worker(rank: int, size: int, port: int, args, queue) -> None:
+    import os
+
+    import torch
+
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(size),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    from bdl.distributed import World, device_of, init
+    from bdl.loops.segmenter import SegmenterSettings, train_segmenter
+    from bdl.models import build_segmenter
+    from bdl.runtime import ComputeFormat, setup_torch
+    from bdl.training import Resumable
+
+    world = World.from_env()
+    device = device_of(args.device, world)
+    setup_torch(device, 1 if device.type == "cpu" else None)
+    init(device, world)
+    if args.tiny:
+        backbone, width, src_hw, tgt_hw = "resnet_mini", 8, (32, 64), (32, 64)
+    else:
+        backbone, width, src_hw, tgt_hw = "resnet101", 64, (720, 1280), (512, 1024)
+    local = args.procs // size  # this rank's share of the global batch
+    gen = torch.Generator().manual_seed(rank)
+    src = {"image": torch.randint(0, 256, (local, 3, *src_hw), dtype=torch.uint8, generator=gen),
+           "label": torch.randint(0, 19, (local, *src_hw), generator=gen)}
+    tgt = {"image": torch.randint(0, 256, (local, 3, *tgt_hw), dtype=torch.uint8, generator=gen)}
+    cfg = stage_defaults("train_segmenter")
+    cfg.lambda_adv, cfg.log_every = 0.001, 10**9
+    tmp = Path(tempfile.mkdtemp(prefix="bdl-scaling-"))
+
+    torch.manual_seed(0)
+    model = build_segmenter(backbone, width=width, freeze_bn=True)
+
+    def steps(n):
+        train_segmenter(model, Repeat(src, n), Repeat(tgt, n), SegmenterSettings.from_args(cfg, iterations=n),
+                        ComputeFormat(device, "off", "off"), device, Resumable(tmp / "seg.pt", {}, 0),
+                        stage=f"segmenter x{size}", world=world)
+        world.barrier()  # the step time is the slowest rank's
+
+    seconds, _ = measure(device, steps, args.steps)
+    if world.main:
+        queue.put(seconds)
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
 
 
 def stage_chain(device, tmp: Path):

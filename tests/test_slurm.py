@@ -169,7 +169,7 @@ def test_rerun_after_scancel_completes_and_resumes(cluster, profile, tmp_path):
     results = tmp_path / "res"
     cfg = tiny_config(results)
     cfg["oracle"] = False
-    cfg["segmenter"]["iterations"]["source"] = 400
+    cfg["segmenter"]["iterations"]["source"] = 200  # two processes on the node's 2 CPUs: ~9 steps/s, ~20 s to cancel
     cfg["runtime"]["checkpoint_every"] = 5
     cfg["runtime"]["gpus_per_job"] = 2
     path = tmp_path / "cancel.yaml"
