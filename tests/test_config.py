@@ -29,6 +29,11 @@ def dry_run(tmp_path, cfg: dict):
     ({"segmenter": {"iterations": {"ssl": -5}}}, "config key 'segmenter.iterations.ssl': -5 is less than"),
     ({"segmenter": {"backbone": "resnet152"}}, "config key 'segmenter.backbone'"),
     ({"source": {"root": "/data/GTA5"}}, "'source.root' and 'target.root': give both"),
+    ({"runtime": {"gpus_per_job": 0}}, "config key 'runtime.gpus_per_job': 0 is less than the minimum of 1"),
+    ({"runtime": {"gpus_per_job": 3}},
+     "config key 'segmenter.batch_size': 8 does not divide among runtime.gpus_per_job (3) processes"),
+    ({"runtime": {"gpus_per_job": 8}},
+     "config key 'translator.batch_size': 4 does not divide among runtime.gpus_per_job (8) processes"),
 ])
 def test_bad_config_is_one_line_naming_the_key(tmp_path, cfg, message):
     proc = dry_run(tmp_path, cfg)

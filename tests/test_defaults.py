@@ -11,7 +11,7 @@ from conftest import STAGES
 from bdl.defaults import default, switch
 
 RUNTIME = {"device": "device", "seed": "seed", "workers": "runtime.workers", "bf16": "runtime.bf16",
-           "channels_last": "runtime.channels_last"}
+           "channels_last": "runtime.channels_last", "procs": "runtime.gpus_per_job"}
 TRAINING = RUNTIME | {"checkpoint_every": "runtime.checkpoint_every", "log_every": "runtime.log_every"}
 SEGMENTER_WATCH = {"eval_every": "runtime.eval_every", "eval_split": "target.val_split"}
 DATA = {f"{d}_{k}": f"{d}.{k}" for d in ("source", "target") for k in ("size", "on_mismatch")} | {
