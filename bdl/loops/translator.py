@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from bdl.artifacts import load_weights
 from bdl.data.datasets import infinite
 from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, gan_to_unit, to_gan
@@ -56,10 +57,14 @@ class TranslatorSettings:
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg: TranslatorSettings, compute: ComputeFormat,
                      device, resumable: Resumable, stage="train_translator", watch: Watch | None = None,
-                     samples=None):
+                     samples=None, init: dict | None = None, init_path=None):
     """Run ``cfg.iterations`` steps; returns (F, F_inv, LossLog). With ``samples`` (a PNG path) a grid of a few
     fixed frames, real A | fake B | rec A | real B | fake A, is redrawn at every checkpoint."""
-    F_ab, F_ba = (compute.model(g).train() for g in build_translator(arch))
+    F_ab, F_ba = build_translator(arch)
+    if init is not None:  # a resumed run's checkpoint overrides these below
+        load_weights(F_ab, init["model"], init_path, "translator F")
+        load_weights(F_ba, init["model_inv"], init_path, "translator F_inv")
+    F_ab, F_ba = (compute.model(g).train() for g in (F_ab, F_ba))
     D_a = compute.model(PatchDiscriminator(cfg.ndf)).train()
     D_b = compute.model(PatchDiscriminator(cfg.ndf)).train()
     opt_g = torch.optim.Adam(itertools.chain(F_ab.parameters(), F_ba.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
