@@ -89,11 +89,28 @@ class ClasswiseMedian:
         return out
 
 
-def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian) -> np.ndarray:
+class ProbabilityMean(torch.nn.Module):
+    """Several segmenters as one: the log of the mean of their softmax probabilities, so a softmax of the output
+    gives that mean (a single model passes through unchanged)."""
+
+    def __init__(self, models):
+        super().__init__()
+        self.models = torch.nn.ModuleList(models)
+
+    def forward(self, x):
+        if len(self.models) == 1:
+            return self.models[0](x)
+        probs = torch.stack([torch.softmax(m(x).float(), 1) for m in self.models]).mean(0)
+        return probs.clamp_min_(1e-12).log_()
+
+
+def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian, floor: float = 0.0) -> np.ndarray:
     """Per-class thresholds: ``fixed`` is ``threshold`` for every class, ``classwise`` the class medians
-    of ``stats`` capped at it."""
+    of ``stats`` capped at it and raised to ``floor``."""
     if mode == "classwise":
-        return stats.thresholds()
+        # float16, as the stored probabilities are compared: 0.5 must keep a pixel stored as 0.5
+        floor16 = float(np.float16(floor))
+        return np.maximum(stats.thresholds(), floor16) if floor > 0 else stats.thresholds()
     if mode == "fixed":
         return np.full(stats.n, threshold, dtype=np.float64)
     raise ValueError(f"pseudo-label mode '{mode}' is not fixed or classwise")

@@ -3,7 +3,10 @@
 
   python benchmarks/seed_summary.py results/demo/metrics.tsv results/seed1/metrics.tsv results/seed2/metrics.tsv \\
       --out results/seed_summary.tsv
-Prints a Markdown table of mIoU / mIoU16 / mIoU13 as mean ± std (sample std, n-1) and writes the TSV.
+Prints a Markdown table of mIoU / mIoU16 / mIoU13 as mean ± std (sample std, n-1) and writes the TSV, then,
+on the mean mIoU, the share of the M0-to-oracle gap the final model closes and every step of the loop that
+loses: M_1 adversarial below M0, an SSL step below the model before it, a round's last model below the
+round before's, a final model below any row.
 """
 
 import argparse
@@ -55,6 +58,32 @@ def main(args):
         with atomic_path(args.out) as tmp:
             tmp.write_text("\n".join(lines) + "\n")
     print("\n".join(md))
+    mean = {m: float(np.mean([float(t[m]["miou"]) for t in tables])) for m in models}
+    print("\n".join(loop_checks(mean)))
+
+
+def loop_checks(mean: dict) -> list[str]:
+    """Lines on the mean mIoU of each model of the loop (names as metrics.tsv's): the gap closed and the
+    steps that lose."""
+    loop = [m for m in mean if m != "oracle"]
+    final = loop[-1]
+    out = []
+    if "oracle" in mean and "m0" in mean and mean["oracle"] > mean["m0"]:
+        closed = (mean[final] - mean["m0"]) / (mean["oracle"] - mean["m0"])
+        out.append(f"gap closed by {final}: {100 * closed:.0f}% ((final - m0) / (oracle - m0) of the means)")
+    # M_1 against M0 and each SSL step against the model before it; an adversarial M_k (k >= 2) is judged
+    # with its round, through the round's last model
+    steps = [(a, b) for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
+    losses = [f"{b} {mean[b]:.2f} < {a} {mean[a]:.2f}" for a, b in steps if mean[b] < mean[a]]
+    rounds = sorted({int(m[5:].split("_")[0]) for m in loop if m.startswith("round")})
+    lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
+    losses += [f"{b} {mean[b]:.2f} < {a} {mean[a]:.2f} (round {k + 1} below round {k})"
+               for k, a, b in zip(rounds, lasts, lasts[1:]) if mean[b] < mean[a]]
+    best = max(loop, key=mean.get)
+    if best != final:
+        losses.append(f"final {final} {mean[final]:.2f} < best row {best} {mean[best]:.2f}")
+    out.append("steps that lose on the mean: " + ("; ".join(losses) if losses else "none"))
+    return out
 
 
 if __name__ == "__main__":

@@ -20,12 +20,17 @@ from bdl.defaults import default  # noqa: E402
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
+    p.add_argument("--segmenter", required=True, nargs="+",
+                   help="segmenter checkpoint; several: label from the mean of their probabilities")
     add_dataset_args(p, "target", "target train images")
     add_cache_arg(p, "target")
     p.add_argument("--mode", choices=("fixed", "classwise"), default=default("pseudo_label.mode"))
     p.add_argument("--threshold", type=probability, default=default("pseudo_label.threshold"),
                    help="fixed threshold, or the classwise cap")
+    p.add_argument("--floor", type=probability, default=default("pseudo_label.floor"),
+                   help="classwise: the lowest threshold any class gets")
+    p.add_argument("--flip", action="store_true",
+                   help="label from the mean probabilities of each image and its mirror image")
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p, out="pseudo-label set (.h5)")
     from bdl.cli import add_procs_arg
@@ -41,19 +46,21 @@ def main(args):
     from bdl.distributed import World
     from bdl.loops.inference import pseudo_label_set
     from bdl.models import load_segmenter
+    from bdl.pseudo import ProbabilityMean
     from bdl.runtime import ComputeFormat, start_process
 
     device = start_process(args)
-    model = load_segmenter(args.segmenter)
+    model = ProbabilityMean([load_segmenter(path) for path in args.segmenter])
     spec = dataset_spec(args, "target")
     ds = image_set(args, "target", False, spec=spec)
     hw = tuple(ds[0]["image"].shape[-2:])
-    attrs = {"made_by": "pseudo_label", "segmenter": str(args.segmenter), "mode": args.mode,
-             "threshold": args.threshold, "target": json.dumps(vars(spec)),
+    attrs = {"made_by": "pseudo_label", "segmenter": " ".join(map(str, args.segmenter)), "mode": args.mode,
+             "threshold": args.threshold, "floor": args.floor, "flip": int(args.flip), "target": json.dumps(vars(spec)),
              "names_hash": names_hash([s.name for s in ds.samples])}
     thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),
                                                    args.out, args.mode, args.threshold, attrs, device, hw,
-                                                   ComputeFormat.of(args, device), World.from_env())
+                                                   ComputeFormat.of(args, device), World.from_env(),
+                                                   floor=args.floor, flip=args.flip)
     if not World.from_env().main:
         return
     share = kept.sum() / max(predicted.sum(), 1)

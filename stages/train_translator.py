@@ -22,6 +22,8 @@ def get_args_parser():
     cli.add_cache_arg(p, "source")
     cli.add_cache_arg(p, "target")
     p.add_argument("--segmenter", help="frozen M checkpoint for the perceptual loss (omit to train without it)")
+    p.add_argument("--init", help="start F and F_inv from this translator checkpoint (the previous round's); the "
+                                  "PatchGANs and optimisers start afresh")
     m = p.add_argument_group("model")
     m.add_argument("--ngf", type=int, default=default("translator.ngf"), help="generator width (paper 64)")
     m.add_argument("--n-blocks", type=int, default=default("translator.n_blocks"),
@@ -75,13 +77,22 @@ def main(args):
     if args.segmenter:
         segmenter = load_segmenter(args.segmenter)
     arch = {"ngf": args.ngf, "n_blocks": args.n_blocks}
+    init = None
+    if args.init:
+        from bdl.artifacts import load_checkpoint
+
+        init = load_checkpoint(args.init, kind="translator")
+        if dict(init["arch"]) != arch:
+            raise BDLError(f"{args.init}: a translator with {dict(init['arch'])}, this one is {arch} "
+                           "(config translator.ngf / n_blocks)")
     settings = TranslatorSettings.from_args(args)
     resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
     F_ab, F_ba, log = train_translator(
         arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True, world=world),
         make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True, world=world),
         segmenter, settings, ComputeFormat.of(args, device), device, resumable,
-        watch=Watch.from_args(args, "translator F / F_inv"), samples=args.samples, world=world)
+        watch=Watch.from_args(args, "translator F / F_inv"), samples=args.samples, world=world, init=init,
+        init_path=args.init)
     save_trained(args, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
                         "arch": arch, "args": cli.recorded_args(args)}, log, resumable)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from bdl.artifacts import load_weights
 from bdl.data.datasets import infinite
 from bdl.distributed import World
 from bdl.losses import GANLoss, cycle_l1, perceptual
@@ -57,9 +58,10 @@ class TranslatorSettings:
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg: TranslatorSettings, compute: ComputeFormat,
                      device, resumable: Resumable, stage="train_translator", watch: Watch | None = None,
-                     samples=None, world: World | None = None):
+                     samples=None, world: World | None = None, init: dict | None = None, init_path=None):
     """Run ``cfg.iterations`` steps; returns (F, F_inv, LossLog). With ``samples`` (a PNG path) a grid of a few
-    fixed frames, real A | fake B | rec A | real B | fake A, is redrawn at every checkpoint.
+    fixed frames, real A | fake B | rec A | real B | fake A, is redrawn at every checkpoint. With ``init`` (a
+    translator checkpoint's entries) F and F_inv start from its weights.
 
     With several processes (``world``; the loaders yield this rank's slice of each global batch) the gradients of
     the generators and of the PatchGANs are averaged after each backward (each generator runs several forwards
@@ -68,7 +70,11 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
     seeing its slice of the draw: the pools hold what the 1-process run's hold.
     """
     world = world or World()
-    F_ab, F_ba = (compute.model(g).train() for g in build_translator(arch))
+    F_ab, F_ba = build_translator(arch)
+    if init is not None:  # a resumed run's checkpoint overrides these below
+        load_weights(F_ab, init["model"], init_path, "translator F")
+        load_weights(F_ba, init["model_inv"], init_path, "translator F_inv")
+    F_ab, F_ba = (compute.model(g).train() for g in (F_ab, F_ba))
     D_a = compute.model(PatchDiscriminator(cfg.ndf)).train()
     D_b = compute.model(PatchDiscriminator(cfg.ndf)).train()
     opt_g = torch.optim.Adam(itertools.chain(F_ab.parameters(), F_ba.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))

@@ -101,15 +101,30 @@ def unchosen():
     return tuple(skip)
 
 
-def seg_train_flags(mode):
-    lr = SEG["ssl_lr"] if mode == "ssl" and SEG["ssl_lr"] is not None else SEG["lr"]
-    skip = ("iterations", "flip", "ssl_lr", "init", *unchosen())
-    return block_flags(SEG, skip, mode=mode, iterations=SEG["iterations"][mode], lr=lr, no_flip=not SEG["flip"],
+def seg_train_flags(mode, k=1):
+    """Flags of a segmenter training: ``mode`` as the config names its iterations, ``k`` its round."""
+    iterations, lr = SEG["iterations"][mode], SEG["lr"]
+    if mode == "ssl" and SEG["ssl_lr"] is not None:
+        lr = SEG["ssl_lr"]
+    if mode == "adversarial" and int(k) > 1:
+        lr = SEG["readapt_lr"] if SEG["readapt_lr"] is not None else lr
+        if carried_pseudo(k):
+            mode = "ssl"  # the adversarial loss on the new translated source, plus the carried pseudo-labels
+    skip = ("iterations", "flip", "ssl_lr", "readapt_lr", "carry_pseudo", "init", *unchosen())
+    return block_flags(SEG, skip, mode=mode, iterations=iterations, lr=lr, no_flip=not SEG["flip"],
                        seed=config["seed"])
 
 
 def translator_flags(k):
-    return block_flags(TRANS, ("perceptual_round1",), seed=config["seed"] + 1000 * int(k))
+    return block_flags(TRANS, ("perceptual_round1", "init"), seed=config["seed"] + 1000 * int(k))
+
+
+def previous_translator(k):
+    """F_{k-1}, which F_k starts from with translator.init: previous (none in round 1, or after an imported set)."""
+    k = int(k)
+    if TRANS["init"] != "previous" or k < 2 or config["import_translated"][k - 2: k - 1] not in ([], [None]):
+        return []
+    return [f"{R}/round{k - 1}/translator.pt"]
 
 
 def horizon_refusal():
@@ -173,8 +188,11 @@ def uses_perceptual(k):
 
 
 def segmenter_after(k, n):
-    """M after SSL step n of round k (n = 0: the adversarial model); round 0 is M0."""
+    """M after SSL step n of round k (n = 0: the adversarial model, n = -1: the one before it, the last M of
+    round k-1); round 0 is M0."""
     k, n = int(k), int(n)
+    if n < 0:
+        return final_segmenter(k - 1)
     if k == 0:
         return f"{R}/m0/segmenter.pt"
     return f"{R}/round{k}/adv/segmenter.pt" if n == 0 else f"{R}/round{k}/ssl{n}/segmenter.pt"
@@ -182,6 +200,21 @@ def segmenter_after(k, n):
 
 def final_segmenter(k):
     return segmenter_after(k, N if int(k) > 0 else 0)
+
+
+def pseudo_labellers(k, n):
+    """The M whose predictions label SSL step n of round k: the one before the step, or with
+    pseudo_label.ensemble every M of the round so far (its adversarial model and earlier SSL steps)."""
+    last = segmenter_after(k, int(n) - 1)
+    if not config["pseudo_label"]["ensemble"] or int(n) < 2:
+        return [last]
+    return [segmenter_after(k, i) for i in range(int(n))]
+
+
+def carried_pseudo(k):
+    """The pseudo-labels M_k's adversarial training keeps (segmenter.carry_pseudo, k >= 2): those of the last M
+    of round k-1, as ``round<k>/ssl0/pseudo.h5``; none otherwise."""
+    return [f"{R}/round{k}/ssl0/pseudo.h5"] if SEG["carry_pseudo"] and int(k) > 1 and N > 0 else []
 
 
 def model_input_flags(input):

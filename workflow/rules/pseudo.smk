@@ -5,7 +5,7 @@ rule pseudo_label:
     input:
         data_inputs(),
         cache_of("target"),
-        segmenter=lambda w: segmenter_after(w.k, int(w.n) - 1),
+        segmenter=lambda w: pseudo_labellers(w.k, w.n),
     output:
         f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
     params:
@@ -16,6 +16,9 @@ rule pseudo_label:
                 flags(
                     mode=config["pseudo_label"]["mode"],
                     threshold=config["pseudo_label"]["threshold"],
+                    # the default adds no flag, so runs made before the key existed are not redone
+                    floor=config["pseudo_label"]["floor"] or None,
+                    flip=config["pseudo_label"]["flip"],
                     batch_size=RT["inference_batch_size"],
                 ),
             ]

@@ -54,6 +54,7 @@ use rule train_m0 as train_adversarial with:
         data_inputs(),
         cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
+        pseudo=lambda w: carried_pseudo(w.k),
         init=lambda w: start_from(final_segmenter(int(w.k) - 1)),
     output:
         model=f"{R}/round{{k}}/adv/segmenter.pt",
@@ -65,7 +66,7 @@ use rule train_m0 as train_adversarial with:
             caption="../report/curves.rst",
         ),
     params:
-        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
+        args=lambda w: f"{seg_train_flags('adversarial', w.k)} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),

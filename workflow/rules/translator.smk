@@ -7,6 +7,7 @@ rule train_translator:
         cache_of("source"),
         cache_of("target"),
         segmenter=lambda w: [final_segmenter(int(w.k) - 1)] if uses_perceptual(w.k) else [],
+        init=lambda w: previous_translator(w.k),
     output:
         model=f"{R}/round{{k}}/translator.pt",
         losses=f"{R}/round{{k}}/translator_losses.tsv",
@@ -27,6 +28,7 @@ rule train_translator:
             [translator_flags(w.k), data_flags("source"), data_flags("target"), cache_flags("source", "target")]
         ),
         segmenter=lambda w, input: flags(segmenter=input.segmenter[0]) if input.segmenter else "",
+        init=lambda w, input: flags(init=input.init[0]) if input.init else "",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),
     benchmark:
@@ -39,7 +41,7 @@ rule train_translator:
     resources:
         **res("gpu"),
     shell:
-        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.runtime}"
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.init} {params.runtime}"
         " {params.watch} --threads {threads} --out {output.model:q} --losses {output.losses:q}"
         " --curves {output.curves:q} --samples {output.samples:q} > {log:q} 2>&1"
 
