@@ -104,13 +104,11 @@ class ProbabilityMean(torch.nn.Module):
         return probs.clamp_min_(1e-12).log_()
 
 
-def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian, floor: float = 0.0) -> np.ndarray:
+def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian) -> np.ndarray:
     """Per-class thresholds: ``fixed`` is ``threshold`` for every class, ``classwise`` the class medians
-    of ``stats`` capped at it and raised to ``floor``."""
+    of ``stats`` capped at it."""
     if mode == "classwise":
-        # float16, as the stored probabilities are compared: 0.5 must keep a pixel stored as 0.5
-        floor16 = float(np.float16(floor))
-        return np.maximum(stats.thresholds(), floor16) if floor > 0 else stats.thresholds()
+        return stats.thresholds()
     if mode == "fixed":
         return np.full(stats.n, threshold, dtype=np.float64)
     raise ValueError(f"pseudo-label mode '{mode}' is not fixed or classwise")

@@ -27,10 +27,6 @@ def get_args_parser():
     p.add_argument("--mode", choices=("fixed", "classwise"), default=default("pseudo_label.mode"))
     p.add_argument("--threshold", type=probability, default=default("pseudo_label.threshold"),
                    help="fixed threshold, or the classwise cap")
-    p.add_argument("--floor", type=probability, default=default("pseudo_label.floor"),
-                   help="classwise: the lowest threshold any class gets")
-    p.add_argument("--flip", action="store_true",
-                   help="label from the mean probabilities of each image and its mirror image")
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p, out="pseudo-label set (.h5)")
     from bdl.cli import add_procs_arg
@@ -55,12 +51,11 @@ def main(args):
     ds = image_set(args, "target", False, spec=spec)
     hw = tuple(ds[0]["image"].shape[-2:])
     attrs = {"made_by": "pseudo_label", "segmenter": " ".join(map(str, args.segmenter)), "mode": args.mode,
-             "threshold": args.threshold, "floor": args.floor, "flip": int(args.flip), "target": json.dumps(vars(spec)),
+             "threshold": args.threshold, "target": json.dumps(vars(spec)),
              "names_hash": names_hash([s.name for s in ds.samples])}
     thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),
                                                    args.out, args.mode, args.threshold, attrs, device, hw,
-                                                   ComputeFormat.of(args, device), World.from_env(),
-                                                   floor=args.floor, flip=args.flip)
+                                                   ComputeFormat.of(args, device), World.from_env())
     if not World.from_env().main:
         return
     share = kept.sum() / max(predicted.sum(), 1)

@@ -104,16 +104,12 @@ def _write_translated(out, start, names, images, labels, ready):
 
 
 @torch.no_grad()
-def predict(model, images_uint8: torch.Tensor, device, compute: ComputeFormat | None = None, flip: bool = False):
-    """Softmax max-probability and argmax of M for a uint8 batch; with ``flip``, of the mean of the softmax of
-    the batch and of its mirror image (mirrored back)."""
+def predict(model, images_uint8: torch.Tensor, device, compute: ComputeFormat | None = None):
+    """Softmax max-probability and argmax of M for a uint8 batch."""
     compute = _compute_format(compute, device)
-    images = compute.images(images_uint8.to(device, non_blocking=True).float().div_(255))
     with compute.autocast():
-        probs = F.softmax(model(images).float(), 1)
-        if flip:
-            probs = probs.add_(F.softmax(model(images.flip(3)).float(), 1).flip(3)).mul_(0.5)
-    prob, pred = probs.max(1)
+        logits = model(compute.images(images_uint8.to(device, non_blocking=True).float().div_(255)))
+    prob, pred = F.softmax(logits.float(), 1).max(1)
     return prob, pred
 
 
@@ -131,8 +127,7 @@ def predict_full_size(model, image_uint8: torch.Tensor, out_hw, device, compute:
 
 @torch.no_grad()
 def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
-                     compute: ComputeFormat | None = None, world: World | None = None, floor: float = 0.0,
-                     flip: bool = False):
+                     compute: ComputeFormat | None = None, world: World | None = None):
     """Write pred and its max probability (float16) for every target train image, and the class thresholds.
 
     One pass predicts, stores and fills the per-class histograms of the stored probabilities; from them
@@ -158,14 +153,14 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
         with _HostWorkQueue(device) as queue:
             start = first
             for batch in progress(loader, total=len(loader), desc="pseudo-label"):
-                prob, pred = predict(model, batch["image"], device, compute, flip)
+                prob, pred = predict(model, batch["image"], device, compute)
                 prob = prob.to(torch.float16).to("cpu", non_blocking=True)
                 pred = pred.to(torch.uint8).to("cpu", non_blocking=True)
                 names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
                 queue.submit(finish, start, names, prob, pred, _ready_event(device))
                 start += len(names)
         world.sum_(torch.from_numpy(stats.hist))  # int64 counts: the sum is exact, whatever the order
-        thresholds = class_thresholds(mode, threshold, stats, floor)
+        thresholds = class_thresholds(mode, threshold, stats)
         predicted, kept = stats.predicted(), stats.kept(thresholds)
         coverage = float(kept.sum()) / max(float(predicted.sum()), 1.0)
         out.set_attr("thresholds", thresholds.astype(np.float64))

@@ -106,11 +106,7 @@ def seg_train_flags(mode, k=1):
     iterations, lr = SEG["iterations"][mode], SEG["lr"]
     if mode == "ssl" and SEG["ssl_lr"] is not None:
         lr = SEG["ssl_lr"]
-    if mode == "adversarial" and int(k) > 1:
-        lr = SEG["readapt_lr"] if SEG["readapt_lr"] is not None else lr
-        if carried_pseudo(k):
-            mode = "ssl"  # the adversarial loss on the new translated source, plus the carried pseudo-labels
-    skip = ("iterations", "flip", "ssl_lr", "readapt_lr", "carry_pseudo", "init", *unchosen())
+    skip = ("iterations", "flip", "ssl_lr", "init", *unchosen())
     return block_flags(SEG, skip, mode=mode, iterations=iterations, lr=lr, no_flip=not SEG["flip"],
                        seed=config["seed"])
 
@@ -188,11 +184,8 @@ def uses_perceptual(k):
 
 
 def segmenter_after(k, n):
-    """M after SSL step n of round k (n = 0: the adversarial model, n = -1: the one before it, the last M of
-    round k-1); round 0 is M0."""
+    """M after SSL step n of round k (n = 0: the adversarial model); round 0 is M0."""
     k, n = int(k), int(n)
-    if n < 0:
-        return final_segmenter(k - 1)
     if k == 0:
         return f"{R}/m0/segmenter.pt"
     return f"{R}/round{k}/adv/segmenter.pt" if n == 0 else f"{R}/round{k}/ssl{n}/segmenter.pt"
@@ -209,12 +202,6 @@ def pseudo_labellers(k, n):
     if not config["pseudo_label"]["ensemble"] or int(n) < 2:
         return [last]
     return [segmenter_after(k, i) for i in range(int(n))]
-
-
-def carried_pseudo(k):
-    """The pseudo-labels M_k's adversarial training keeps (segmenter.carry_pseudo, k >= 2): those of the last M
-    of round k-1, as ``round<k>/ssl0/pseudo.h5``; none otherwise."""
-    return [f"{R}/round{k}/ssl0/pseudo.h5"] if SEG["carry_pseudo"] and int(k) > 1 and N > 0 else []
 
 
 def model_input_flags(input):

@@ -16,9 +16,6 @@ rule pseudo_label:
                 flags(
                     mode=config["pseudo_label"]["mode"],
                     threshold=config["pseudo_label"]["threshold"],
-                    # the default adds no flag, so runs made before the key existed are not redone
-                    floor=config["pseudo_label"]["floor"] or None,
-                    flip=config["pseudo_label"]["flip"],
                     batch_size=RT["inference_batch_size"],
                 ),
             ]

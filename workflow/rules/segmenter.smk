@@ -54,7 +54,6 @@ use rule train_m0 as train_adversarial with:
         data_inputs(),
         cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
-        pseudo=lambda w: carried_pseudo(w.k),
         init=lambda w: start_from(final_segmenter(int(w.k) - 1)),
     output:
         model=f"{R}/round{{k}}/adv/segmenter.pt",
