@@ -1,0 +1,146 @@
+"""config/cpu_real.yaml and the two keys it turns on: pseudo-labels from the mean of the round's models
+(pseudo_label.ensemble) and F_k continued from F_{k-1} (translator.init: previous); the loop checks of
+benchmarks/seed_summary.py that its README table is judged by."""
+
+import importlib.util
+import shlex
+import subprocess
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, SNAKEMAKE, run_stage, source_flags, target_flags
+
+from bdl.pseudo import ProbabilityMean
+
+
+def dry_run(folder, demo, *configs, **over):
+    """``snakemake -n -p`` with config/cpu_real.yaml (and ``configs``) on the tiny demo pair; stage name -> list of
+    argument lists."""
+    over = {"results": str(folder / "results"), "source": {"root": str(demo / "source"), "size": [64, 32]},
+            "target": {"root": str(demo / "target"), "size": [64, 32]}} | over
+    (folder / "over.yaml").write_text(yaml.safe_dump(over))
+    proc = subprocess.run([*SNAKEMAKE, "-n", "-p", "--cores", "2", "--configfile", *configs, str(folder / "over.yaml")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("Shell command:"):
+            words = shlex.split(line.removeprefix("Shell command:"))
+            at = next((i for i, w in enumerate(words) if w.endswith(".py")), None)
+            if at is not None:
+                stage = words[at].rsplit("/", 1)[-1].removesuffix(".py")
+                commands.setdefault(stage, []).append(words[at + 1:words.index(">")])
+    return commands
+
+
+def values(words, flag):
+    """The arguments after ``flag`` up to the next flag."""
+    if flag not in words:
+        return []
+    rest = words[words.index(flag) + 1:]
+    return rest[:next((i for i, w in enumerate(rest) if w.startswith("--")), len(rest))]
+
+
+def by_out(commands, stage):
+    return {words[words.index("--out") + 1].split("/results/")[1]: words for words in commands[stage]}
+
+
+def test_cpu_real_labels_each_step_with_the_round_s_models_and_continues_the_translator(tmp_path, tiny_demo):
+    commands = dry_run(tmp_path, tiny_demo, str(REPO / "config" / "cpu_real.yaml"))
+    R = tmp_path / "results"
+    pseudo = by_out(commands, "pseudo_label")
+    for k in (1, 2):
+        assert values(pseudo[f"round{k}/ssl1/pseudo.h5"], "--segmenter") == [str(R / f"round{k}/adv/segmenter.pt")]
+        assert values(pseudo[f"round{k}/ssl3/pseudo.h5"], "--segmenter") == [
+            str(R / f"round{k}/{m}/segmenter.pt") for m in ("adv", "ssl1", "ssl2")]
+    translators = by_out(commands, "train_translator")
+    assert "--init" not in translators["round1/translator.pt"]
+    assert values(translators["round2/translator.pt"], "--init") == [str(R / "round1/translator.pt")]
+    # the models themselves still chain as the demo's, and the paper's keys stay
+    segmenters = by_out(commands, "train_segmenter")
+    assert values(segmenters["round2/adv/segmenter.pt"], "--init") == [str(R / "round1/ssl3/segmenter.pt")]
+
+
+def test_the_defaults_keep_one_labeller_and_a_fresh_translator(tmp_path, tiny_demo):
+    commands = dry_run(tmp_path, tiny_demo)
+    assert all(len(values(words, "--segmenter")) == 1 for words in commands["pseudo_label"])
+    assert not any("--init" in words for words in commands["train_translator"])
+
+
+def test_an_imported_round_leaves_the_next_translator_to_start_afresh(tmp_path, tiny_demo):
+    imported = tmp_path / "imported"
+    imported.mkdir()
+    commands = dry_run(tmp_path, tiny_demo, str(REPO / "config" / "cpu_real.yaml"), import_translated=[str(imported)])
+    assert [values(w, "--init") for w in commands["train_translator"]] == [[]]
+
+
+def test_probability_mean_is_the_mean_of_the_softmaxes():
+    torch.manual_seed(0)
+    models = [torch.nn.Conv2d(3, 5, 3, padding=1) for _ in range(3)]
+    x = torch.rand(2, 3, 8, 6)
+    with torch.no_grad():
+        assert torch.equal(ProbabilityMean(models[:1])(x), models[0](x))
+        mean = torch.stack([m(x).softmax(1) for m in models]).mean(0)
+        torch.testing.assert_close(ProbabilityMean(models)(x).softmax(1), mean, rtol=0, atol=1e-6)
+
+
+def test_pseudo_labels_from_several_models(tmp_path, tiny_demo):
+    """The stage takes several checkpoints; one of them twice gives its own labels."""
+    flags = ["--iterations", "2", "--width", "4", "--batch-size", "4", "--threads", "1"]
+    run_stage("train_segmenter", "--mode", "source", *source_flags(tiny_demo), *flags, "--out", tmp_path / "m.pt")
+    import h5py
+
+    sets = {}
+    for name, models in {"one": [tmp_path / "m.pt"], "twice": [tmp_path / "m.pt"] * 2}.items():
+        run_stage("pseudo_label", "--segmenter", *models, *target_flags(tiny_demo), "--threads", "1",
+                  "--out", tmp_path / f"{name}.h5")
+        with h5py.File(tmp_path / f"{name}.h5") as f:
+            sets[name] = f["pred"][()], f["prob"][()], f.attrs["thresholds"]
+    for a, b in zip(sets["one"], sets["twice"]):
+        assert (abs(a.astype(float) - b.astype(float)) <= 1e-3).all()
+
+
+def translator_weights(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return torch.cat([v.flatten().float() for v in state["model"].values()])
+
+
+def test_a_translator_starts_from_init(tmp_path, tiny_demo):
+    common = [*source_flags(tiny_demo), *target_flags(tiny_demo), "--iterations", "1", "--batch-size", "2",
+              "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--threads", "1"]
+    run_stage("train_translator", *common, "--seed", "7", "--out", tmp_path / "first.pt")
+    # at a negligible rate the trained weights are the starting ones: first's, not those of this run's seed
+    run_stage("train_translator", *common, "--lr", "1e-12", "--init", tmp_path / "first.pt", "--out", tmp_path / "on.pt")
+    run_stage("train_translator", *common, "--lr", "1e-12", "--out", tmp_path / "fresh.pt")
+    first, on, fresh = (translator_weights(tmp_path / f"{n}.pt") for n in ("first", "on", "fresh"))
+    torch.testing.assert_close(on, first, rtol=0, atol=1e-8)
+    assert (fresh - first).abs().max() > 1e-3
+    bad = run_stage("train_translator", *[w if w != "4" else "6" for w in common[:-2]], "--threads", "1",
+                    "--init", tmp_path / "first.pt", "--out", tmp_path / "bad.pt", check=False)
+    assert bad.returncode != 0
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "translator.ngf" in last, last
+
+
+@pytest.fixture(scope="module")
+def seed_summary():
+    spec = importlib.util.spec_from_file_location("seed_summary", REPO / "benchmarks" / "seed_summary.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_loop_checks_name_every_step_that_loses(seed_summary):
+    good = {"m0": 10.0, "round1_adv": 20.0, "round1_ssl1": 21.0, "round1_ssl2": 21.0, "round2_adv": 20.5,
+            "round2_ssl1": 21.5, "round2_ssl2": 22.0, "oracle": 30.0}
+    assert seed_summary.loop_checks(good) == [
+        "gap closed by round2_ssl2: 60% ((final - m0) / (oracle - m0) of the means)",
+        "steps that lose on the mean: none"]
+    bad = good | {"round1_ssl2": 20.9, "round2_ssl1": 20.0, "round2_ssl2": 20.8}
+    losses = seed_summary.loop_checks(bad)[1]
+    assert "round1_ssl2 20.90 < round1_ssl1 21.00" in losses
+    assert "round2_ssl1 20.00 < round2_adv 20.50" in losses
+    assert "round2_ssl2 20.80 < round1_ssl2 20.90 (round 2 below round 1)" in losses
+    assert "final round2_ssl2 20.80 < best row round1_ssl1 21.00" in losses
+    assert "round2_adv" not in losses.split("round2_ssl1 20.00 < ")[0]  # an adversarial M_2 is judged by its round
