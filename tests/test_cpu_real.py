@@ -111,7 +111,8 @@ def test_a_translator_starts_from_init(tmp_path, tiny_demo):
               "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--threads", "1"]
     run_stage("train_translator", *common, "--seed", "7", "--out", tmp_path / "first.pt")
     # at a negligible rate the trained weights are the starting ones: first's, not those of this run's seed
-    run_stage("train_translator", *common, "--lr", "1e-12", "--init", tmp_path / "first.pt", "--out", tmp_path / "on.pt")
+    run_stage("train_translator", *common, "--lr", "1e-12", "--init", tmp_path / "first.pt",
+              "--out", tmp_path / "on.pt")
     run_stage("train_translator", *common, "--lr", "1e-12", "--out", tmp_path / "fresh.pt")
     first, on, fresh = (translator_weights(tmp_path / f"{n}.pt") for n in ("first", "on", "fresh"))
     torch.testing.assert_close(on, first, rtol=0, atol=1e-8)
