@@ -98,3 +98,19 @@ def finished_run(tmp_path_factory):
     cfg.write_text(yaml.safe_dump(tiny_config(results)))
     snakemake(cfg)
     return cfg, results
+
+
+def stage_commands(dry_run_stdout: str) -> dict:
+    """The stage commands of ``snakemake -n -p`` output: stage name -> list of argument lists (each up to the
+    log redirection)."""
+    import shlex
+
+    commands = {}
+    for line in dry_run_stdout.splitlines():
+        if line.startswith("Shell command:"):
+            words = shlex.split(line.removeprefix("Shell command:"))
+            at = next((i for i, w in enumerate(words) if w.endswith(".py")), None)
+            if at is not None:
+                stage = words[at].rsplit("/", 1)[-1].removesuffix(".py")
+                commands.setdefault(stage, []).append(words[at + 1:words.index(">")])
+    return commands

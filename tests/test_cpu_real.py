@@ -3,13 +3,12 @@
 benchmarks/seed_summary.py that its README table is judged by."""
 
 import importlib.util
-import shlex
 import subprocess
 
 import pytest
 import torch
 import yaml
-from conftest import REPO, SNAKEMAKE, run_stage, source_flags, target_flags
+from conftest import REPO, SNAKEMAKE, run_stage, source_flags, stage_commands, target_flags
 
 from bdl.pseudo import ProbabilityMean
 
@@ -23,15 +22,7 @@ def dry_run(folder, demo, *configs, **over):
     proc = subprocess.run([*SNAKEMAKE, "-n", "-p", "--cores", "2", "--configfile", *configs, str(folder / "over.yaml")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    commands = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("Shell command:"):
-            words = shlex.split(line.removeprefix("Shell command:"))
-            at = next((i for i, w in enumerate(words) if w.endswith(".py")), None)
-            if at is not None:
-                stage = words[at].rsplit("/", 1)[-1].removesuffix(".py")
-                commands.setdefault(stage, []).append(words[at + 1:words.index(">")])
-    return commands
+    return stage_commands(proc.stdout)
 
 
 def values(words, flag):

@@ -6,14 +6,23 @@ segmenter.init: weights every M is built from the initial weights, with previous
 
 import csv
 import importlib.util
-import shlex
 import subprocess
 import sys
 
 import pytest
 import torch
 import yaml
-from conftest import REPO, SNAKEMAKE, STAGES, run_stage, snakemake, source_flags, target_flags, tiny_config
+from conftest import (
+    REPO,
+    SNAKEMAKE,
+    STAGES,
+    run_stage,
+    snakemake,
+    source_flags,
+    stage_commands,
+    target_flags,
+    tiny_config,
+)
 
 from bdl.loops.segmenter import SegmenterSettings
 from bdl.loops.translator import TranslatorSettings
@@ -71,16 +80,7 @@ def dry_run(preset, folder, pair, **segmenter):
                            str(REPO / "config" / f"{preset}.yaml"), str(folder / "over.yaml")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    commands = {}
-    for line in proc.stdout.splitlines():
-        if not line.startswith("Shell command:"):
-            continue
-        words = shlex.split(line.removeprefix("Shell command:"))
-        at = next((i for i, w in enumerate(words) if w.endswith(".py")), None)
-        if at is not None:
-            stage = words[at].rsplit("/", 1)[-1].removesuffix(".py")
-            commands.setdefault(stage, []).append(words[at + 1:words.index(">")])
-    return commands
+    return stage_commands(proc.stdout)
 
 
 @pytest.fixture(scope="module")
