@@ -218,6 +218,12 @@ def _worker(index: int, guarded, main, args, size: int, port: int) -> None:
     os.environ.update({"RANK": str(index), "LOCAL_RANK": str(index), "WORLD_SIZE": str(size),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     code = guarded(main, args)
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        # gloo's threads torn down by the interpreter's exit instead may abort the process ("terminate called
+        # without an active exception") after a stage that succeeded
+        dist.destroy_process_group()
     if code:
         sys.exit(code)
 
