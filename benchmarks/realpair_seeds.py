@@ -40,6 +40,8 @@ def get_args_parser():
 
 
 def main(args):
+    import yaml
+
     pair, out = Path(args.pair).resolve(), Path(args.out).resolve()
     if not (pair / "source_day_gta5layout").is_dir():
         raise BDLError(f"{pair}: not a realpair_dev folder (no source_day_gta5layout/); give --pair")
@@ -47,8 +49,8 @@ def main(args):
     for target in args.targets:
         roots = out / target / "roots.yaml"
         roots.parent.mkdir(parents=True, exist_ok=True)
-        roots.write_text(f"source: {{root: '{pair / 'source_day_gta5layout'}'}}\n"
-                         f"target: {{root: '{pair / TARGETS[target]}'}}\n")
+        roots.write_text(yaml.safe_dump({"source": {"root": str(pair / "source_day_gta5layout")},
+                                         "target": {"root": str(pair / TARGETS[target])}}))
         for seed in args.seeds:
             results = out / target / f"seed{seed}"
             log = out / target / f"seed{seed}.log"

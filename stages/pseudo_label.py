@@ -46,6 +46,7 @@ def main(args):
     from bdl.runtime import ComputeFormat, start_process
 
     device = start_process(args)
+    world = World.from_env()
     model = ProbabilityMean([load_segmenter(path) for path in args.segmenter])
     spec = dataset_spec(args, "target")
     ds = image_set(args, "target", False, spec=spec)
@@ -55,8 +56,8 @@ def main(args):
              "names_hash": names_hash([s.name for s in ds.samples])}
     thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),
                                                    args.out, args.mode, args.threshold, attrs, device, hw,
-                                                   ComputeFormat.of(args, device), World.from_env())
-    if not World.from_env().main:
+                                                   ComputeFormat.of(args, device), world)
+    if not world.main:
         return
     share = kept.sum() / max(predicted.sum(), 1)
     print(f"wrote {len(ds)} pseudo-labels to {args.out}: {100 * share:.1f}% of pixels kept", file=sys.stderr)

@@ -101,13 +101,10 @@ def unchosen():
     return tuple(skip)
 
 
-def seg_train_flags(mode, k=1):
-    """Flags of a segmenter training: ``mode`` as the config names its iterations, ``k`` its round."""
-    iterations, lr = SEG["iterations"][mode], SEG["lr"]
-    if mode == "ssl" and SEG["ssl_lr"] is not None:
-        lr = SEG["ssl_lr"]
+def seg_train_flags(mode):
+    lr = SEG["ssl_lr"] if mode == "ssl" and SEG["ssl_lr"] is not None else SEG["lr"]
     skip = ("iterations", "flip", "ssl_lr", "init", *unchosen())
-    return block_flags(SEG, skip, mode=mode, iterations=iterations, lr=lr, no_flip=not SEG["flip"],
+    return block_flags(SEG, skip, mode=mode, iterations=SEG["iterations"][mode], lr=lr, no_flip=not SEG["flip"],
                        seed=config["seed"])
 
 

@@ -65,7 +65,7 @@ use rule train_m0 as train_adversarial with:
             caption="../report/curves.rst",
         ),
     params:
-        args=lambda w: f"{seg_train_flags('adversarial', w.k)} {data_flags('target')} {cache_flags('target')}",
+        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),
