@@ -74,14 +74,22 @@ def loop_checks(mean: dict) -> list[str]:
     # M_1 against M0 and each SSL step against the model before it; an adversarial M_k (k >= 2) is judged
     # with its round, through the round's last model
     steps = [(a, b) for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
-    losses = [f"{b} {mean[b]:.2f} < {a} {mean[a]:.2f}" for a, b in steps if mean[b] < mean[a]]
+
+    def below(b, a):  # as many decimals as it takes to show the two apart
+        digits = next((d for d in range(2, 6) if f"{mean[b]:.{d}f}" != f"{mean[a]:.{d}f}"), 6)
+        return f"{b} {mean[b]:.{digits}f} < {a} {mean[a]:.{digits}f}"
+
+    def lower(b, a):  # means of 2-decimal tables: a difference in the last float bits is a tie
+        return mean[b] < mean[a] - 1e-9
+
+    losses = [below(b, a) for a, b in steps if lower(b, a)]
     rounds = sorted({int(m[5:].split("_")[0]) for m in loop if m.startswith("round")})
     lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
-    losses += [f"{b} {mean[b]:.2f} < {a} {mean[a]:.2f} (round {k + 1} below round {k})"
-               for k, a, b in zip(rounds, lasts, lasts[1:]) if mean[b] < mean[a]]
+    losses += [f"{below(b, a)} (round {k + 1} below round {k})"
+               for k, a, b in zip(rounds, lasts, lasts[1:]) if lower(b, a)]
     best = max(loop, key=mean.get)
-    if best != final:
-        losses.append(f"final {final} {mean[final]:.2f} < best row {best} {mean[best]:.2f}")
+    if lower(final, best):  # a final model level with the best row is the best row
+        losses.append(f"final {below(final, best)}".replace(f"< {best}", f"< best row {best}"))
     out.append("steps that lose on the mean: " + ("; ".join(losses) if losses else "none"))
     return out
 

@@ -51,7 +51,9 @@ def main(args):
     spec = dataset_spec(args, "target")
     ds = image_set(args, "target", False, spec=spec)
     hw = tuple(ds[0]["image"].shape[-2:])
-    attrs = {"made_by": "pseudo_label", "segmenter": " ".join(map(str, args.segmenter)), "mode": args.mode,
+    # several labellers as a JSON list: paths may hold spaces
+    labellers = str(args.segmenter[0]) if len(args.segmenter) == 1 else json.dumps([str(p) for p in args.segmenter])
+    attrs = {"made_by": "pseudo_label", "segmenter": labellers, "mode": args.mode,
              "threshold": args.threshold, "target": json.dumps(vars(spec)),
              "names_hash": names_hash([s.name for s in ds.samples])}
     thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),

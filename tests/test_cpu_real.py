@@ -3,6 +3,7 @@
 benchmarks/seed_summary.py that its README table is judged by."""
 
 import importlib.util
+import json
 import subprocess
 
 import pytest
@@ -37,8 +38,17 @@ def by_out(commands, stage):
     return {words[words.index("--out") + 1].split("/results/")[1]: words for words in commands[stage]}
 
 
-def test_cpu_real_labels_each_step_with_the_round_s_models_and_continues_the_translator(tmp_path, tiny_demo):
+def test_cpu_real_runs_one_ssl_step_per_round(tmp_path, tiny_demo):
     commands = dry_run(tmp_path, tiny_demo, str(REPO / "config" / "cpu_real.yaml"))
+    R = tmp_path / "results"
+    assert sorted(by_out(commands, "pseudo_label")) == ["round1/ssl1/pseudo.h5", "round2/ssl1/pseudo.h5"]
+    segmenters = by_out(commands, "train_segmenter")
+    assert values(segmenters["round2/adv/segmenter.pt"], "--init") == [str(R / "round1/ssl1/segmenter.pt")]
+
+
+def test_cpu_real_labels_each_step_with_the_round_s_models_and_continues_the_translator(tmp_path, tiny_demo):
+    # with the paper's N=3 SSL steps (ssl_steps raised over config/cpu_real.yaml's 1)
+    commands = dry_run(tmp_path, tiny_demo, str(REPO / "config" / "cpu_real.yaml"), ssl_steps=3)
     R = tmp_path / "results"
     pseudo = by_out(commands, "pseudo_label")
     for k in (1, 2):
@@ -88,6 +98,8 @@ def test_pseudo_labels_from_several_models(tmp_path, tiny_demo):
                   "--out", tmp_path / f"{name}.h5")
         with h5py.File(tmp_path / f"{name}.h5") as f:
             sets[name] = f["pred"][()], f["prob"][()], f.attrs["thresholds"]
+            labellers = f.attrs["segmenter"]
+        assert labellers == (str(models[0]) if len(models) == 1 else json.dumps([str(m) for m in models]))
     for a, b in zip(sets["one"], sets["twice"]):
         assert (abs(a.astype(float) - b.astype(float)) <= 1e-3).all()
 
@@ -136,3 +148,12 @@ def test_loop_checks_name_every_step_that_loses(seed_summary):
     assert "round2_ssl2 20.80 < round1_ssl2 20.90 (round 2 below round 1)" in losses
     assert "final round2_ssl2 20.80 < best row round1_ssl1 21.00" in losses
     assert "round2_adv" not in losses.split("round2_ssl1 20.00 < ")[0]  # an adversarial M_2 is judged by its round
+
+
+def test_loop_checks_show_a_small_loss_apart_and_pass_a_tie(seed_summary):
+    mean = {"m0": 10.0, "round1_adv": 20.0, "round1_ssl1": 21.004, "round1_ssl2": 21.0, "oracle": 30.0}
+    losses = seed_summary.loop_checks(mean)[1]
+    assert "round1_ssl2 21.000 < round1_ssl1 21.004" in losses
+    assert "final round1_ssl2 21.000 < best row round1_ssl1 21.004" in losses
+    tie = mean | {"round1_ssl2": (21.0 + 21.012 + 21.0) / 3, "round1_ssl1": 21.004}
+    assert seed_summary.loop_checks(tie)[1] == "steps that lose on the mean: none"
