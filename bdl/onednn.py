@@ -68,11 +68,18 @@ def verdict(cmd: list[str]) -> tuple[bool, str]:
     return False, f"exit {proc.returncode}" + (f": {last[-1].strip()[:160]}" if last else "")
 
 
-def describe(safe: bool, detail: str) -> str:
+def onednn_version() -> str:
+    """The oneDNN version torch was built with, as its build configuration names it ("?" if it does not)."""
     import torch
 
     found = re.search(r"MKL-DNN v([0-9.]+)", torch.__config__.show())
-    onednn = found.group(1) if found else "?"
+    return found.group(1) if found else "?"
+
+
+def describe(safe: bool, detail: str) -> str:
+    import torch
+
+    onednn = onednn_version()
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     flag = "avx512_bf16" in cpu_flags()
     return (f"torch {torch.__version__}, oneDNN {onednn}, CPU {'with' if flag else 'without'} avx512_bf16"

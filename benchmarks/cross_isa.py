@@ -32,7 +32,6 @@ import ctypes
 import hashlib
 import json
 import os
-import re
 import resource
 import runpy
 import subprocess
@@ -362,14 +361,15 @@ def machine() -> dict:
     import numpy
     import torch
 
-    cpuinfo = {}
+    from bdl.onednn import cpu_flags, onednn_version
+
+    model = platform.processor()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            cpuinfo.setdefault(key.strip(), value.strip())
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), model)
     except OSError:
         pass
-    flags = set(cpuinfo.get("flags", "").split())
+    flags = cpu_flags()
     caches = []
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
@@ -378,11 +378,11 @@ def machine() -> dict:
         except OSError:
             pass
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile")
-    return {"cpu": cpuinfo.get("model name", platform.processor()), "cores": os.cpu_count(),
+    return {"cpu": model, "cores": os.cpu_count(),
             "flags": " ".join(f for f in wanted if f in flags), "caches": ", ".join(caches),
             "libc": " ".join(platform.libc_ver()), "python": platform.python_version(), "torch": torch.__version__,
             "aten": torch.backends.cpu.get_cpu_capability(), "numpy": numpy.__version__,
-            "onednn": (re.findall(r"MKL-DNN v([0-9.]+)", torch.__config__.show()) or ["?"])[0]}
+            "onednn": onednn_version()}
 
 
 def make_demo(work: Path) -> None:

@@ -75,9 +75,9 @@ def loop_checks(mean: dict) -> list[str]:
     # with its round, through the round's last model
     steps = [(a, b) for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
 
-    def below(b, a):  # as many decimals as it takes to show the two apart
+    def below(b, a, a_is=""):  # as many decimals as it takes to show the two apart
         digits = next((d for d in range(2, 6) if f"{mean[b]:.{d}f}" != f"{mean[a]:.{d}f}"), 6)
-        return f"{b} {mean[b]:.{digits}f} < {a} {mean[a]:.{digits}f}"
+        return f"{b} {mean[b]:.{digits}f} < {a_is}{a} {mean[a]:.{digits}f}"
 
     def lower(b, a):  # means of 2-decimal tables: a difference in the last float bits is a tie
         return mean[b] < mean[a] - 1e-9
@@ -89,7 +89,7 @@ def loop_checks(mean: dict) -> list[str]:
                for k, a, b in zip(rounds, lasts, lasts[1:]) if lower(b, a)]
     best = max(loop, key=mean.get)
     if lower(final, best):  # a final model level with the best row is the best row
-        losses.append(f"final {below(final, best)}".replace(f"< {best}", f"< best row {best}"))
+        losses.append(f"final {below(final, best, 'best row ')}")
     out.append("steps that lose on the mean: " + ("; ".join(losses) if losses else "none"))
     return out
 

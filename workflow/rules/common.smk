@@ -102,6 +102,7 @@ def unchosen():
 
 
 def seg_train_flags(mode):
+    """Flags of a segmenter training, ``mode`` as the config names its iterations."""
     lr = SEG["ssl_lr"] if mode == "ssl" and SEG["ssl_lr"] is not None else SEG["lr"]
     skip = ("iterations", "flip", "ssl_lr", "init", *unchosen())
     return block_flags(SEG, skip, mode=mode, iterations=SEG["iterations"][mode], lr=lr, no_flip=not SEG["flip"],
