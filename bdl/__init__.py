@@ -4,11 +4,9 @@ The library behind the Snakemake workflow: data readers, models, losses, metrics
 on-disk artifacts. It never imports snakemake; the stages in ``stages/`` are thin CLIs over it.
 """
 
+from bdl.errors import BDLError  # noqa: F401  (bdl.BDLError for users; the library imports bdl.errors)
+
 __version__ = "0.1.0"
-
-
-class BDLError(Exception):
-    """An error a user can fix (bad data, config or checkpoint); stages print it as one line."""
 
 
 def __getattr__(name):

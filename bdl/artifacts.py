@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from bdl import BDLError
+from bdl.errors import BDLError
 
 if TYPE_CHECKING:
     import torch

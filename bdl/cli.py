@@ -5,8 +5,8 @@ import os
 import sys
 import traceback
 
-from bdl import BDLError
 from bdl.defaults import default, switch
+from bdl.errors import BDLError
 
 
 def add_runtime_args(p: argparse.ArgumentParser, out: str | None = None) -> None:

@@ -24,7 +24,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from bdl import BDLError
+from bdl.errors import BDLError
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -167,11 +167,20 @@ def shard(n: int, batch_size: int, world: World) -> range:
     return range(min(first * batch_size, n), min(last * batch_size, n))
 
 
+def pick_device(name: str = "auto"):
+    """The device a ``--device`` value names: ``auto`` is CUDA where there is one, else the CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BDLError(f"device '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
 def device_of(name: str, world: World):
     """The device of this rank: ``cuda:<local rank>`` where the job's choice is CUDA, else the CPU."""
     import torch
-
-    from bdl.runtime import pick_device
 
     device = pick_device(name)
     if device.type == "cuda" and world.distributed:

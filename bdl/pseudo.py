@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bdl import BDLError
 from bdl.artifacts import frames
 from bdl.data.datasets import H5SegmentationDataset
 from bdl.data.labels import IGNORE
+from bdl.errors import BDLError
 
 # bit patterns of float16 1/32 .. 1.0 (0x2800 is 1/32, 0x3C00 is 1.0)
 FLOOR, TOP = 0x2800, 0x3C00

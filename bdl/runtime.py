@@ -1,4 +1,4 @@
-"""How a stage process runs: device, threads, seeds, malloc settings, and the compute format (bf16 autocast,
+"""How a stage process runs: threads, seeds, malloc settings, and the compute format (bf16 autocast,
 channels_last) with its guard against oneDNN's CPU bug. Called from each stage's entry point; importing this
 module changes nothing process-wide."""
 
@@ -11,15 +11,7 @@ import sys
 import numpy as np
 import torch
 
-from bdl import BDLError
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BDLError(f"device '{name}' requested but CUDA is not available")
-    return torch.device(name)
+from bdl.distributed import World, device_of, init
 
 
 class ComputeFormat:
@@ -122,8 +114,6 @@ def start_process(args) -> torch.device:
     the workflow from the job's gpu resource; before CUDA starts), the device, threads and malloc, the seeds.
     In a distributed stage (``bdl.distributed``; its launcher took the GPU slots) it also joins the process group,
     on this rank's device, with the job's ``--threads`` shared among the processes."""
-    from bdl.distributed import World, device_of, init
-
     wanted = int(os.environ.get("BDL_GPUS") or 0)
     if wanted and not os.environ.get("SLURM_JOB_ID"):
         from bdl.gpu_slots import acquire

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from bdl import BDLError
 from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
 from bdl.distributed import is_main
+from bdl.errors import BDLError
 
 
 def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:

@@ -52,10 +52,11 @@ def one_step(args) -> str:
     import torch
 
     from bdl.data.labels import NUM_CLASSES
+    from bdl.distributed import pick_device
     from bdl.loops.segmenter import segmenter_backward
     from bdl.models import build_segmenter
     from bdl.models.discriminator import OutputDiscriminator
-    from bdl.runtime import ComputeFormat, pick_device, setup_torch
+    from bdl.runtime import ComputeFormat, setup_torch
 
     device = pick_device(args.device)
     setup_torch(device, None)

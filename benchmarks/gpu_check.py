@@ -84,11 +84,12 @@ def measure(device, fn, steps):
 def main(args):
     import torch
 
+    from bdl.distributed import pick_device
     from bdl.loops.inference import predict
     from bdl.loops.segmenter import SegmenterSettings, train_segmenter
     from bdl.loops.translator import TranslatorSettings, train_translator
     from bdl.models import build_segmenter
-    from bdl.runtime import ComputeFormat, pick_device, setup_torch
+    from bdl.runtime import ComputeFormat, setup_torch
     from bdl.training import Resumable
 
     if args.procs:

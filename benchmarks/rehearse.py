@@ -87,7 +87,7 @@ def generate_pair(out: Path, preset: dict, frames: int, memory_frames) -> dict:
 
 def rehearsal_config(preset: dict, out: Path, args) -> dict:
     from bdl.defaults import default
-    from bdl.preflight import imagenet_file
+    from bdl.hub import imagenet_file
 
     cfg = yaml.safe_load(yaml.safe_dump(preset))
     cfg["results"] = str(out / "results")

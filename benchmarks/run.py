@@ -67,13 +67,14 @@ def main(args):
     from bdl.data.cache import cached_set, domain_set, write_cache
     from bdl.data.datasets import H5SegmentationDataset, make_loader
     from bdl.data.readers import DatasetSpec
+    from bdl.distributed import pick_device
     from bdl.loops.inference import predict, pseudo_label_set, translate_set
     from bdl.loops.segmenter import SegmenterSettings, train_segmenter
     from bdl.loops.translator import TranslatorSettings, train_translator
     from bdl.models import build_translator, segmenter_from_checkpoint
     from bdl.models.cyclegan import to_gan
     from bdl.pseudo import PseudoLabelSet
-    from bdl.runtime import ComputeFormat, pick_device, setup_torch
+    from bdl.runtime import ComputeFormat, setup_torch
     from bdl.training import Resumable
 
     R = Path(args.results)

@@ -12,7 +12,7 @@ import torchvision
 import yaml
 from conftest import REPO
 
-from bdl import BDLError, preflight
+from bdl import BDLError, hub
 from bdl.models import build_segmenter
 
 
@@ -27,13 +27,13 @@ def _dry(tmp_path, seg: dict, env: dict):
 
 
 def test_imagenet_file_names_and_cache_folder_are_torchvision_s(monkeypatch, tmp_path):
-    for backbone, name in preflight.IMAGENET_FILES.items():
-        assert torchvision.models.get_model_weights(backbone).IMAGENET1K_V1.url == preflight.IMAGENET_URL + name
+    for backbone, name in hub.IMAGENET_FILES.items():
+        assert torchvision.models.get_model_weights(backbone).IMAGENET1K_V1.url == hub.IMAGENET_URL + name
     for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"TORCH_HOME": "", "XDG_CACHE_HOME": str(tmp_path / "x")},
                 {"TORCH_HOME": "", "XDG_CACHE_HOME": ""}):
         for key, value in env.items():
             monkeypatch.setenv(key, value) if value else monkeypatch.delenv(key, raising=False)
-        assert preflight.torch_hub_dir() == Path(torch.hub.get_dir())
+        assert hub.torch_hub_dir() == Path(torch.hub.get_dir())
 
 
 def test_imagenet_offline_is_refused_at_parse_time_naming_the_file_and_torch_home(tmp_path):

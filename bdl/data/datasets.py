@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from bdl import BDLError
 from bdl.artifacts import frames
 from bdl.data.labels import IGNORE
 from bdl.data.readers import Sample, fit_label, read_image, resize_pair
 from bdl.distributed import World
+from bdl.errors import BDLError
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor | None, crop, flip: bool, gen: torch.Generator):

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from bdl import BDLError
 from bdl.data.labels import (
     CITYSCAPES_LUT,
     CITYSCAPES_MAX_ID,
@@ -23,6 +22,7 @@ from bdl.data.labels import (
     SYNTHIA_MAX_ID,
     make_lut,
 )
+from bdl.errors import BDLError
 
 FORMATS = ("gta5", "cityscapes", "synthia", "list")
 # What to do with a label whose size is not its image's (GTA5 ships a few such frames, e.g. 15188.png and

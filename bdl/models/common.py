@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from bdl import BDLError
+from bdl.errors import BDLError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,7 +35,7 @@ def load_trunk_weights(module: nn.Module, weights: str, imagenet_loader, optiona
         try:
             state = imagenet_loader()
         except Exception as exc:  # offline, proxy, corrupt cache: all end the same way for the user
-            from bdl.preflight import torch_hub_dir
+            from bdl.hub import torch_hub_dir
 
             raise BDLError(f"could not fetch torchvision's ImageNet weights into {torch_hub_dir() / 'checkpoints'} "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); download them there once "

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bdl import BDLError
 from bdl.data.labels import NUM_CLASSES
+from bdl.errors import BDLError
 from bdl.models.deeplab import ASPP, DeepLabBase
 
 REFERENCE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
@@ -103,8 +103,6 @@ class ReferenceDeepLab(DeepLabBase):
         self.freeze_batchnorm(freeze_bn, affine_too=True)
 
 
-# positions of VGG16's convolutions in ``features`` (torchvision's numbering, as in bdl.models.fcn8s)
-VGG16_FEATURE_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 POOL3, POOL4 = 17, 24  # ``features`` slices ending after pool3 and pool4
 
 

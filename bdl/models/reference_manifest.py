@@ -24,6 +24,8 @@ ASPP_KEYS = tuple(f"layer5.conv2d_list.{i}.{p}" for i in range(4) for p in ("wei
 INIT_PREFIX = "Scale."
 INIT_CLASSES = 21
 IMAGENET_FC = {"fc.weight": (1000, 2048), "fc.bias": (1000,)}
+# positions of VGG16's convolutions in ``features`` (torchvision's numbering, as in bdl.models.fcn8s)
+VGG16_FEATURE_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 # FCN-8s VGG16 convolutions: name, in, out (the 3x3 trunk; conv1_1 pads by 100)
 VGG16_CONVS = (("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
                ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256),

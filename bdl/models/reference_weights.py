@@ -12,7 +12,7 @@ a missing one, or one of another shape stops the load with one line naming it.
 import sys
 from dataclasses import dataclass, field
 
-from bdl import BDLError
+from bdl.errors import BDLError
 from bdl.models import reference_manifest as ref
 
 REFERENCE_BACKBONES = ("resnet101_ref", "vgg16_ref")
@@ -83,10 +83,8 @@ def convert_deeplab(state: dict, path, num_classes: int = 19) -> Converted:
 
 def _fcn_names() -> dict:
     """The reference's FCN-8s key -> ours (its convN_M are torchvision's ``features`` positions here)."""
-    from bdl.models.reference import VGG16_FEATURE_INDEX
-
     names = {}
-    for (conv, _, _), index in zip(ref.VGG16_CONVS, VGG16_FEATURE_INDEX):
+    for (conv, _, _), index in zip(ref.VGG16_CONVS, ref.VGG16_FEATURE_INDEX):
         names |= {f"{conv}.weight": f"features.{index}.weight", f"{conv}.bias": f"features.{index}.bias"}
     return names
 
@@ -108,7 +106,7 @@ def convert_fcn8s(state: dict, path, num_classes: int = 19) -> Converted:
 def _refuse_torchvision(path):
     from pathlib import Path
 
-    from bdl.preflight import IMAGENET_FILES
+    from bdl.hub import IMAGENET_FILES
 
     # torchvision's ResNet-101 has the reference trunk's very key names and shapes, not its weights' meaning
     if Path(path).name in IMAGENET_FILES.values():
