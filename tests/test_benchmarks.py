@@ -24,7 +24,7 @@ def test_gpu_check_runs_its_whole_path_at_toy_sizes_on_cpu():
 def test_ssl_control_repeats_the_ssl_training_without_pseudo_labels(finished_run, tmp_path):
     _, results = finished_run
     out = tmp_path / "control"
-    proc = subprocess.run([sys.executable, "benchmarks/ssl_control.py", "--results", str(results), "--round", "1",
+    proc = subprocess.run([sys.executable, "investigations/ssl_control.py", "--results", str(results), "--round", "1",
                            "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     row = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("ssl1\t")]
@@ -38,7 +38,7 @@ def test_ssl_control_repeats_the_ssl_training_without_pseudo_labels(finished_run
 
 
 def test_recorded_arguments_turn_back_into_the_same_flags(finished_run):
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    sys.path.insert(0, str(REPO / "investigations"))
     sys.path.insert(0, str(REPO / "stages"))
     from ssl_control import _OWN
     from train_segmenter import get_args_parser

@@ -7,7 +7,7 @@ adversarial term, chained from the same adversarial model) without the pseudo-la
 model on the target val split. The SSL arm's scores are the run's own ``eval.json`` files (the stages are
 deterministic on the CPU). A positive difference is what the pseudo-labels add.
 
-  python benchmarks/ssl_control.py --results results/demo --round 2
+  python investigations/ssl_control.py --results results/demo --round 2
 """
 
 import argparse

@@ -22,9 +22,9 @@ with a description of the machine; ``--compare`` reads another machine's file an
 ``--time`` times the translator at the demo's size per setting (a 1- and an N-iteration run, the difference
 per iteration); on a loaded machine OpenMP's spin-waiting makes those figures noisy.
 
-    python benchmarks/cross_isa.py ops stages --json here.json     # then, on another machine:
-    python benchmarks/cross_isa.py ops stages --settings native cap_avx2 --compare here.json
-    python benchmarks/cross_isa.py --time --settings native cap_avx2
+    python investigations/cross_isa.py ops stages --json here.json     # then, on another machine:
+    python investigations/cross_isa.py ops stages --settings native cap_avx2 --compare here.json
+    python investigations/cross_isa.py --time --settings native cap_avx2
 """
 
 import argparse
