@@ -3,7 +3,7 @@ same global batch: one step's gradients, a 20-step adversarial training, the tra
 the evaluation, a run killed and resumed under two processes, and the refusal of a batch that does not split.
 
 BatchNorm: torch's SyncBatchNorm runs on CUDA only, so these tests train M with BatchNorm frozen (--freeze-bn);
-with BatchNorm trained on a CPU each process normalises its own slice (README, Several GPUs)."""
+with BatchNorm trained on a CPU each process normalises its own slice (docs/multi_gpu.md)."""
 
 import json
 import os

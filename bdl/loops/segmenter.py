@@ -162,7 +162,7 @@ def distributed_segmenter(model, device, world: World):
     """M as the training step calls it: itself, or with several processes under DistributedDataParallel, its
     trained BatchNorm layers synchronised (SyncBatchNorm: the statistics of the global batch) on CUDA. torch's
     SyncBatchNorm runs on GPUs only; on the CPU (gloo) each process normalises its own slice and rank 0's running
-    statistics are kept (DDP broadcasts its buffers), which the README's Several GPUs section spells out."""
+    statistics are kept (DDP broadcasts its buffers), which docs/multi_gpu.md spells out."""
     if not world.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel

@@ -8,7 +8,7 @@ reference's model definitions (facts, no code of theirs).
   (AdaptSegNet's): the same network saved inside a ``Scale`` wrapper (isht7/pytorch-deeplab-resnet
   init_net_surgery.py converting DeepLab v2's init.caffemodel), so every key starts with ``Scale.``; its layer5
   has 21 classes (that converter's default, the caffemodel's fc1_voc12_c0..3).
-- ``resnet101_caffe``: AdaptSegNet's Caffe ImageNet ResNet-101 (as described on its issue tracker): the trunk's keys without prefix (a
+- ``resnet101_caffe``: AdaptSegNet's Caffe ImageNet ResNet-101 (per its tracker): the trunk's keys without prefix (a
   loader stripping one name component turned them into 'weight', '0.conv1.weight', ...). Whether it holds an
   ImageNet classifier is not documented; ``fc.weight``/``fc.bias`` are accepted and ignored if present.
 - ``fcn8s``: BDL's VGG models (GTA5_VGG, SYNTHIA_VGG) and its VGG16-FCN initial weights for GTA5 and SYNTHIA,
