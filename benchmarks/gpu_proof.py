@@ -213,27 +213,8 @@ class Proof:
                                 if c.find("failure") is not None or c.find("error") is not None]
         return result
 
-    def workflow_config(self, name: str, on: bool) -> Path:
-        import yaml
-
-        folder = self.scratch / name
-        cuda = self.args.device.startswith("cuda")
-        cfg = {"results": str(folder / "results"), "rounds": 1, "ssl_steps": 1, "oracle": False,
-               "device": self.args.device,
-               "demo": {"n_source": 12, "n_target_train": 8, "n_target_val": 6, "width": 64, "height": 32},
-               "segmenter": {"width": 8, "ndf": 8, "batch_size": 4,
-                             "iterations": {"source": 4, "adversarial": 3, "ssl": 3, "oracle": 3}},
-               "translator": {"ngf": 4, "n_blocks": 1, "ndf": 4, "iterations": 3, "batch_size": 2},
-               # runtime.gpu 1: each model job takes the GPU's slot (bdl.gpu_slots), as on a workstation
-               "runtime": {"threads": 1, "checkpoint_every": 2, "log_every": 1, "gpu": 1 if cuda else 0,
-                           "bf16": on, "channels_last": on}}
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "config.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        return path
-
     def workflow(self, name: str, on: bool):
-        cfg = self.workflow_config(name, on)
+        cfg = workflow_config(self.scratch / name, self.args.device, on)
         self.env["BDL_GPU_SLOT_DIR"] = str(self.scratch / "gpu_slots")
         result = self.run(name, self.py("-m", "snakemake", "--cores", self.args.cores, "--configfile", cfg),
                           CAPS[name])
@@ -331,6 +312,25 @@ class Proof:
             f"{name} {p['status']}" for name, p in self.summary["pieces"].items()))
         for row in rows:
             print("\t".join(map(str, row)))
+
+
+def workflow_config(folder: Path, device: str, on: bool) -> Path:
+    """The tests' tiny workflow (one round, one SSL step) on ``device``, runtime.bf16 and channels_last both
+    ``on`` or both off; written to folder/config.yaml, its results in folder/results."""
+    import yaml
+
+    cfg = {"results": str(folder / "results"), "rounds": 1, "ssl_steps": 1, "oracle": False, "device": device,
+           "demo": {"n_source": 12, "n_target_train": 8, "n_target_val": 6, "width": 64, "height": 32},
+           "segmenter": {"width": 8, "ndf": 8, "batch_size": 4,
+                         "iterations": {"source": 4, "adversarial": 3, "ssl": 3, "oracle": 3}},
+           "translator": {"ngf": 4, "n_blocks": 1, "ndf": 4, "iterations": 3, "batch_size": 2},
+           # runtime.gpu 1: each model job takes the GPU's slot (bdl.gpu_slots), as on a workstation
+           "runtime": {"threads": 1, "checkpoint_every": 2, "log_every": 1,
+                       "gpu": 1 if device.startswith("cuda") else 0, "bf16": on, "channels_last": on}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
 
 
 def read_metrics(path: Path) -> dict:
