@@ -216,6 +216,15 @@ class Proof:
     def workflow(self, name: str, on: bool):
         cfg = workflow_config(self.scratch / name, self.args.device, on)
         self.env["BDL_GPU_SLOT_DIR"] = str(self.scratch / "gpu_slots")
+        note = {}
+        if self.args.device.startswith("cuda"):
+            from bdl.gpu_slots import visible_gpus
+
+            if not visible_gpus():  # no /proc/driver/nvidia/gpus (a VM, say): the slots count torch's GPUs
+                count = self.summary["pieces"].get("env", {}).get("facts", {}).get("gpu_count") or 1
+                self.env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(count)))
+                note = {"note": f"no GPUs under /proc/driver/nvidia: CUDA_VISIBLE_DEVICES set to "
+                                f"{self.env['CUDA_VISIBLE_DEVICES']} for the GPU slots"}
         result = self.run(name, self.py("-m", "snakemake", "--cores", self.args.cores, "--configfile", cfg),
                           CAPS[name])
         results = cfg.parent / "results"
@@ -224,7 +233,7 @@ class Proof:
         if (results / "metrics.tsv").is_file():
             result["miou"] = read_metrics(results / "metrics.tsv")
             shutil.copy(results / "metrics.tsv", self.logs / f"{name}_metrics.tsv")
-        return result | {"bf16": on, "channels_last": on}
+        return result | note | {"bf16": on, "channels_last": on}
 
     def piece_workflow_on(self):
         return self.workflow("workflow_on", True)
