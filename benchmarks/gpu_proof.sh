@@ -14,6 +14,7 @@
 # Environment: PYTHON (default python3), WHEELS (default .whl), BUDGET, WHEEL_PYTHON (for --fetch-wheels:
 # the GPU machine's python version, default 3.12).
 set -uo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.." || exit 1
 started=$(date +%s)
 WHEELS=${WHEELS:-.whl}
@@ -39,6 +40,7 @@ fi
 
 OUT=${1:?usage: bash benchmarks/gpu_proof.sh OUT [gpu_proof.py flags] | --fetch-wheels}
 shift
+case $OUT in /*) ;; *) OUT=$caller/$OUT ;; esac  # relative to where it was called from, not the repository
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 SITE=$(mktemp -d /tmp/bdl-site.XXXXXX)

@@ -109,10 +109,14 @@ def test_translator_forward_on_cuda_matches_the_cpu(exact_fp32):
 
 
 def test_a_checkpoint_trained_on_cuda_loads_and_predicts_on_a_cpu(tiny_demo, tmp_path):
+    from bdl.gpu_slots import visible_gpus
+
     out = tmp_path / "m0.pt"
+    # a machine whose driver lists no GPU under /proc (a VM, say) names its one GPU for the slot
+    listed = {} if visible_gpus() else {"CUDA_VISIBLE_DEVICES": "0"}
     proc = run_stage("train_segmenter", "--mode", "source", *source_flags(tiny_demo), "--backbone", "resnet_mini",
                      "--width", "8", "--batch-size", "4", "--iterations", "3", "--device", "cuda", "--out", out,
-                     env={"BDL_GPUS": "1", "BDL_GPU_SLOT_DIR": str(tmp_path / "slots")})
+                     env={"BDL_GPUS": "1", "BDL_GPU_SLOT_DIR": str(tmp_path / "slots")} | listed)
     # the stage took the one GPU slot (bdl.gpu_slots) before CUDA started
     assert "gpu slot: device" in proc.stderr
     from bdl.artifacts import load_checkpoint
