@@ -11,9 +11,11 @@ torch's peak allocated and reserved memory. The gradients are equal (tests/test_
   python benchmarks/adv_step_memory.py                   # DeepLab v2 ResNet-101, 1280x720 + 1024x512, CPU fp32
   python benchmarks/adv_step_memory.py --device cuda
   python benchmarks/adv_step_memory.py --tiny            # toy sizes, to check the script (the tests run this)
+  python benchmarks/adv_step_memory.py --json memory.json  # the figures as JSON too
 """
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tiny", action="store_true", help="resnet_mini at 64x32: checks the script in seconds")
+    p.add_argument("--json", help="write the figures here as JSON too")
     p.add_argument("--way", choices=("joint", "split"), help=argparse.SUPPRESS)  # the child process's one way
     return p
 
@@ -91,13 +94,21 @@ def main(args):
         return
     sizes = "resnet_mini 64x32 + 64x32" if args.tiny else "DeepLab v2 ResNet-101, source 1280x720 + target 1024x512"
     print(f"one adversarial step, batch 1, fp32, {sizes}, {args.device}:")
+    result = {"device": args.device, "sizes": sizes, "tiny": args.tiny, "ways": {}}
     for way in ("joint", "split"):
         cmd = [sys.executable, __file__, "--way", way, "--device", args.device] + (["--tiny"] if args.tiny else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{way}: failed\n{proc.stderr[-2000:]}")
-        print(f"  {way:5s} backward: {proc.stdout.strip().splitlines()[-1]}")
+        line = proc.stdout.strip().splitlines()[-1]
+        print(f"  {way:5s} backward: {line}")
+        # "peak allocated 1.23 GiB, reserved 1.50 GiB" (CUDA) or "peak RSS 1.23 GiB" (CPU)
+        result["ways"][way] = {f"{name.lower()}_gib": float(value)
+                               for name, value in re.findall(r"(allocated|reserved|RSS) ([\d.]+) GiB", line)}
+    if args.json:
+        from bdl.artifacts import write_json
 
+        write_json(args.json, result)
 
 if __name__ == "__main__":
     main(get_args_parser().parse_args())

@@ -4,6 +4,7 @@ generated pair in the real layouts, then the time, memory and disk of the full r
 
   python benchmarks/rehearse.py --configfile config/paper_gta5_resnet101.yaml
   python benchmarks/rehearse.py --configfile config/paper_gta5_resnet101.yaml --steps 2 --frames 6 --out /tmp/r
+  python benchmarks/rehearse.py --configfile ... --report-only --gpu-proof DIR   # the table with a GPU's rates
 
 What it changes in the preset, and nothing else: the two roots (a generated pair: source frames at the
 dataset's native size in the GTA5 layout, target frames at 2048x1024 in the Cityscapes layout), the results
@@ -16,6 +17,9 @@ seconds per step or per frame (the progress bar's final rate in its log), its pe
 benchmark max_rss; the stage's own peak CUDA line on a GPU) and the bytes per frame of every set it wrote.
 Last, evaluate and pseudo_label run on 8 and on 32 frames, to show that their peak does not grow with the
 data set. The table extrapolates to the data set sizes of the real datasets and the preset's step counts.
+Its last two columns are one GPU's seconds per step (or frame) and the days each stage then takes, read from
+a GPU proof's summary (--gpu-proof DIR, benchmarks/gpu_proof.sh): the same stage's step at the preset's
+shapes, in the compute format the preset runs in there; 'not run' until a proof has run on a GPU.
 """
 
 import argparse
@@ -50,6 +54,7 @@ def get_args_parser():
                    help="val / train frame counts for the flat-memory check of evaluate and pseudo_label")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="snakemake --cores, and each job's threads")
     p.add_argument("--device", default="auto")
+    p.add_argument("--gpu-proof", help="a GPU proof's results folder (its summary.json): one GPU's rate per stage")
     p.add_argument("--report-only", action="store_true",
                    help="only read back a finished rehearsal in --out and print its table again")
     return p
@@ -221,6 +226,33 @@ def full_work(job: dict, cfg: dict, n_source: int) -> int:
     return {"source frame": n_source, "target frame": CITYSCAPES["train"], "val frame": CITYSCAPES["val"]}[job["unit"]]
 
 
+# the GPU proof's figure for each stage's unit of work (benchmarks/gpu_check.py; evaluate: its own piece)
+GPU_FIGURES = {"train_m0": "source_step", "train_translator": "translator_step", "translate": "translate_frame",
+               "train_adversarial": "adversarial_step", "pseudo_label": "pseudo_label_frame", "train_ssl": "ssl_step"}
+
+
+def gpu_rates(folder, paper: dict) -> tuple[str, dict]:
+    """(what the GPU columns are headed, stage -> seconds per unit) from a GPU proof's summary.json; the mode
+    is the preset's (bf16 + channels_last where runtime.bf16 is auto or true, else fp32). A proof that ran on
+    a CPU, or at toy sizes, gives no rate: those are not a GPU's."""
+    import json
+
+    if not folder:
+        return "GPU (proof not run)", {}
+    summary = json.loads((Path(folder) / "summary.json").read_text())
+    if summary.get("tiny") or not str(summary.get("device", "")).startswith("cuda"):
+        return f"GPU (the proof in {folder} is a {summary.get('device')} check at toy sizes)", {}
+    pieces = summary["pieces"]
+    name = pieces.get("env", {}).get("facts", {}).get("gpu", "GPU")
+    mode = "fp32" if paper["runtime"]["bf16"] is False else "bf16+channels_last"
+    rates = {stage: f["seconds"] for f in pieces.get("gpu_check", {}).get("figures", []) for stage, key in
+             GPU_FIGURES.items() if f["figure"] == key and f["mode"] == mode}
+    ev = pieces.get("evaluate", {})
+    if ev.get("seconds_per_frame") and ev.get("frame_size") == list(CITYSCAPES["size"]):
+        rates["evaluate"] = ev["seconds_per_frame"]
+    return f"one {name}, {mode}", rates
+
+
 def flat_memory(cfg_path: Path, cfg: dict, memory_frames) -> list[str]:
     """Peak RSS of evaluate and pseudo_label on n and on m frames, each in its own process."""
     from measure import stage_peak_rss_mib
@@ -300,7 +332,8 @@ def main(args):
         if job.get("set") and Path(job["set"]).is_file():
             frames = args.frames
             entry["bytes"].append(os.path.getsize(job["set"]) / frames)
-    total_hours = 0.0
+    gpu_label, gpu = gpu_rates(args.gpu_proof, paper)
+    total_hours, gpu_days = 0.0, 0.0
     for stage, e in by_stage.items():
         rate = max(e["rates"]) if e["rates"] else float("nan")
         hours = e["jobs"] * e["work"] * rate / 3600
@@ -308,8 +341,14 @@ def main(args):
         memory = (f"{max(a for a, _ in e['cuda']):.2f} / {max(r for _, r in e['cuda']):.2f} GiB CUDA"
                   if e["cuda"] else (f"{max(e['rss']):.2f} GiB RSS" if e["rss"] else "?"))
         per_frame = f"{max(e['bytes']) / 1e6:.2f} MB" if e["bytes"] else ""
+        if stage in gpu:
+            days = e["jobs"] * e["work"] * gpu[stage] / 86400
+            gpu_days += days
+            on_gpu = f"{gpu[stage]:.3f} s/{e['unit']} | {days:.1f} d"
+        else:  # no proof (or no GPU figure of this stage in it, as the oracle's)
+            on_gpu = "not measured | " if gpu else "not run | "
         rows.append(f"| {stage} | {e['jobs']} | {rate:.2f} s/{e['unit']} | {memory} | {per_frame} | "
-                    f"{e['work']:,} {e['unit']}s | {hours:.1f} h |")
+                    f"{e['work']:,} {e['unit']}s | {hours:.1f} h | {on_gpu} |")
 
     counts = {"source": n_source, "target_train": CITYSCAPES["train"]}
     frames = {"source": tuple(paper["source"]["size"] or pair["source"]),
@@ -331,10 +370,15 @@ def main(args):
         "Peak memory is snakemake's max_rss of the job: the stage and its DataLoader workers (runtime.workers) "
         "together; seconds per frame of translate and pseudo_label include their batches' first-batch set-up.",
         "",
-        "| stage | jobs | measured | peak memory | written per frame | full run, per job | full run, all jobs |",
-        "|---|---|---|---|---|---|---|",
+        f"GPU columns: {gpu_label}" + (f" (`--gpu-proof {args.gpu_proof}`)" if args.gpu_proof else
+                                       "; `--gpu-proof DIR` fills them from a GPU proof (benchmarks/gpu_proof.sh)."),
+        "",
+        "| stage | jobs | measured | peak memory | written per frame | full run, per job | full run, all jobs "
+        "| GPU rate | days on one GPU |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
-        f"| **total** | | | | | | **{total_hours:.0f} h** ({total_hours / 24:.1f} days) at these rates |",
+        f"| **total** | | | | | | **{total_hours:.0f} h** ({total_hours / 24:.1f} days) at these rates | | "
+        + (f"**{gpu_days:.1f} d** (stages with a rate) |" if gpu else "not run |"),
         "",
         "| set | measured per frame | plan per frame | difference | full run |",
         "|---|---|---|---|---|",

@@ -1,7 +1,9 @@
 """benchmarks/rehearse.py's reading of stage logs (its whole run takes an hour: docs/rehearsal.md)."""
 
+import json
+
 import pytest
-from rehearse import bar_seconds, jobs_of
+from rehearse import bar_seconds, gpu_rates, jobs_of
 
 from bdl.defaults import merged, schema_defaults
 
@@ -26,3 +28,25 @@ def test_every_model_job_of_the_preset_shape_is_read():
     stages = [job["stage"] for job in jobs_of(cfg)]
     assert stages.count("train_ssl") == stages.count("pseudo_label") == 6
     assert stages.count("evaluate") == 9 and stages.count("train_translator") == 2
+
+
+def test_gpu_rates_come_from_a_gpu_proof_in_the_presets_compute_format(tmp_path):
+    figures = [{"figure": key, "mode": mode, "seconds": (1.0 if mode == "fp32" else 0.5) * (i + 1), "unit": "step"}
+               for i, key in enumerate(("source_step", "adversarial_step", "ssl_step", "translator_step",
+                                        "translate_frame", "pseudo_label_frame"))
+               for mode in ("fp32", "bf16+channels_last")]
+    summary = {"device": "cuda", "tiny": False, "pieces": {
+        "env": {"status": "ok", "facts": {"gpu": "NVIDIA H100 80GB HBM3"}},
+        "gpu_check": {"status": "ok", "figures": figures},
+        "evaluate": {"status": "ok", "seconds_per_frame": 0.2, "frame_size": [2048, 1024]}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    auto = merged(schema_defaults(), {"results": "r"})
+    label, rates = gpu_rates(tmp_path, auto)
+    assert label == "one NVIDIA H100 80GB HBM3, bf16+channels_last"
+    assert rates == {"train_m0": 0.5, "train_adversarial": 1.0, "train_ssl": 1.5, "train_translator": 2.0,
+                     "translate": 2.5, "pseudo_label": 3.0, "evaluate": 0.2}
+    fp32 = merged(schema_defaults(), {"results": "r", "runtime": {"bf16": False}})
+    assert gpu_rates(tmp_path, fp32)[1]["train_translator"] == 4.0
+    # a CPU check at toy sizes gives no GPU rate, and no proof gives none either
+    (tmp_path / "summary.json").write_text(json.dumps(summary | {"device": "cpu", "tiny": True}))
+    assert gpu_rates(tmp_path, auto)[1] == {} and gpu_rates(None, auto)[1] == {}
