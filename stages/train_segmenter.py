@@ -2,8 +2,10 @@
 """Train the segmenter M: source-only (M0), adversarial (Eq. 1), self-supervised (Eq. 3) or target oracle.
 
   M0:          --mode source      --source-format gta5 --source-root DIR ...
-  M_k (adv):   --mode adversarial --translated round1/translated.h5 --target-format cityscapes ...
-  M_k (SSL):   --mode ssl         --translated ... --pseudo round1/ssl1/pseudo.h5 --target-...
+  M_k (adv):   --mode adversarial --translated round1/translated.h5 --source-... --target-format cityscapes ...
+  M_k (SSL):   --mode ssl         --translated ... --source-... --pseudo round1/ssl1/pseudo.h5 --target-...
+
+A translated set holds F(S)'s images only: their labels come from the source (--source-cache or its files).
   upper bound: --mode oracle      --target-... (reads the target's train labels; only this mode does)
 
 Resumes from ``<out>.partial.pt`` when rerun after a crash; writes ``--out`` only when finished.
@@ -22,7 +24,7 @@ from bdl.defaults import default  # noqa: E402
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", required=True, choices=("source", "adversarial", "ssl", "oracle"))
-    cli.add_dataset_args(p, "source", "labelled source, for --mode source")
+    cli.add_dataset_args(p, "source", "labelled source, for --mode source; its labels for --translated")
     cli.add_dataset_args(p, "target", "target images; labels only in --mode oracle")
     cli.add_cache_arg(p, "source")
     cli.add_cache_arg(p, "target")
@@ -71,7 +73,8 @@ def get_args_parser():
 def main(args):
     from bdl.artifacts import load_checkpoint, names_hash, read_attrs
     from bdl.data.cache import domain_set
-    from bdl.data.datasets import H5SegmentationDataset, make_loader
+    from bdl.data.datasets import make_loader
+    from bdl.data.translated import TranslatedSet
     from bdl.distributed import World, split_batch
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.pseudo import PseudoLabelSet
@@ -96,7 +99,7 @@ def main(args):
         spec = cli.dataset_spec(args, "target")
         src = domain_set(spec, None, args.target_size, True, crop, flip, args.seed)  # labels: never cached
     else:
-        src = H5SegmentationDataset(args.translated, crop=crop, flip=flip, seed=args.seed)
+        src = TranslatedSet(args.translated, cli.image_set(args, "source", True), crop=crop, flip=flip, seed=args.seed)
 
     # with_labels=False: adaptation must never see a target training label
     tgt = None

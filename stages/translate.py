@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Translate the whole source set with F and write it to one HDF5 file: uint8 images, the source labels,
-names, and attributes naming the translator and data that made it. export_set.py writes it as GTA5-layout PNGs."""
+"""Translate the whole source set with F and write it to one HDF5 file: the uint8 images (lossless, compressed),
+names, and attributes naming the translator and data that made it. The labels are not copied: the segmenter
+reads them from the source (its cache or files). export_set.py writes it, with those labels, as GTA5-layout PNGs."""
 
 import argparse
 import json
@@ -25,7 +26,7 @@ def get_args_parser():
 
 
 def main(args):
-    from bdl.artifacts import load_checkpoint, load_weights
+    from bdl.artifacts import load_checkpoint, load_weights, names_hash
     from bdl.data.datasets import make_loader
     from bdl.distributed import World
     from bdl.loops.inference import translate_set
@@ -37,10 +38,11 @@ def main(args):
     generator, _ = build_translator(state["arch"])
     load_weights(generator, state["model"], args.translator, "translator")
     spec = dataset_spec(args, "source")
-    ds = image_set(args, "source", True, spec=spec)
+    ds = image_set(args, "source", True, spec=spec)  # the labelled frames: the listing the segmenter trains on
     first = ds[0]["image"]
     attrs = {"made_by": "translate", "translator": str(args.translator),
-             "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}
+             "names_hash": names_hash(s.name for s in ds.samples), "source": json.dumps(vars(spec)),
+             "source_size": json.dumps(args.source_size)}
     n = translate_set(generator, make_loader(ds, args.batch_size, False, args.workers), args.out, attrs, device,
                       tuple(first.shape[-2:]), ComputeFormat.of(args, device), World.from_env())
     if World.from_env().main:

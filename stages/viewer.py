@@ -192,20 +192,26 @@ def open_sets(pairs, want: tuple, what: str, samples, flag: str) -> list:
 
 
 def translated_section(args, pairs, tiles: Tiles) -> dict:
+    from bdl.artifacts import check_set, frames
+    from bdl.data.cache import domain_set
     from bdl.data.readers import read_image, resize_pair
     from bdl.viz import sample_indices
 
-    samples = dataset_spec(args, "source").samples(with_labels=False)
-    sets = open_sets(pairs, ("images", "labels", "names"), "translated set", samples, "--translated")
+    # the sets hold the translations only: the labels are the source's, read as the segmenter reads them
+    spec = dataset_spec(args, "source")
+    source = domain_set(spec, None, args.source_size, True)
+    samples = source.samples
+    for _, path in pairs:
+        check_set(path, "translated")
+    sets = open_sets(pairs, ("images", "names"), "translated set", samples, "--translated")
     rows = []
     for row, i in enumerate(sample_indices(len(samples), args.sample)):
         image, _ = resize_pair(read_image(samples[i].image), None, args.source_size)
         name = samples[i].name
         cells = [tiles.cell("translated", row, "source", image, alt=f"source {name}")]
-        cells += [tiles.cell("translated", row, key, f["images"][at(i)], alt=f"{key} {name}")
+        cells += [tiles.cell("translated", row, key, frames(f, "images")[at(i)], alt=f"{key} {name}")
                   for key, _, f, at in sets]
-        first, at = sets[0][2], sets[0][3]
-        cells.append(tiles.cell("translated", row, "label", label=first["labels"][at(i)], alt=f"label {name}"))
+        cells.append(tiles.cell("translated", row, "label", label=source.label_at(i), alt=f"label {name}"))
         rows.append((name, cells))
     return {"id": "translated", "title": "Source frames and their translation", "rows": rows, "total": len(samples),
             "columns": ["source", *(f"translated, {key}" for key, *_ in sets), "source label"],

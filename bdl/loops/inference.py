@@ -7,8 +7,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bdl.artifacts import H5Writer, SharedRows
+from bdl.artifacts import H5Writer, SharedRows, set_attrs
 from bdl.data.labels import IGNORE, NUM_CLASSES
+from bdl.data.translated import translated_arrays
 from bdl.distributed import World, shard
 from bdl.metrics import ConfusionMatrix
 from bdl.models.cyclegan import to_gan
@@ -59,14 +60,15 @@ class _HostWorkQueue:
 @torch.no_grad()
 def translate_set(generator, loader, out_path, attrs: dict, device, size_hw,
                   compute: ComputeFormat | None = None, world: World | None = None) -> int:
-    """F over every source image; writes images, source labels and names to one HDF5 file. With several
-    processes (``world``) each translates its share of the batches (``shard_loader``) into the one file."""
+    """F over every source image; writes the images (``IMAGE_CODEC``) and names to one HDF5 file. The labels
+    stay the source's (``bdl.data.translated.TranslatedSet`` reads them there). With several processes
+    (``world``) each translates its share of the batches (``shard_loader``) into the one file."""
     compute = _compute_format(compute, device)
     compute.model(generator).eval()
     n = len(loader.dataset)
     h, w = size_hw
     loader, start = shard_loader(loader, world)
-    with SetWriter(out_path, n, {"images": ((h, w, 3), "uint8"), "labels": ((h, w), "uint8")}, attrs, world) as out, \
+    with SetWriter(out_path, n, translated_arrays(size_hw), attrs | set_attrs("translated"), world) as out, \
             _HostWorkQueue(device) as queue:
         for batch in progress(loader, total=len(loader), desc="translate"):
             with compute.autocast():  # the generator pads odd sizes itself and returns the input's size
@@ -74,7 +76,7 @@ def translate_set(generator, loader, out_path, attrs: dict, device, size_hw,
             images = ((fake + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
             images = images.to("cpu", non_blocking=True)
             names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
-            queue.submit(_write_translated, out, start, names, images, batch["label"], _ready_event(device))
+            queue.submit(_write_translated, out, start, names, images, _ready_event(device))
             start += len(names)
     return n
 
@@ -98,9 +100,9 @@ def _wait(ready) -> None:
         ready.synchronize()
 
 
-def _write_translated(out, start, names, images, labels, ready):
+def _write_translated(out, start, names, images, ready):
     _wait(ready)
-    out.write(start, names, images=images.numpy(), labels=labels.numpy().astype(np.uint8))
+    out.write(start, names, images=images.numpy())
 
 
 @torch.no_grad()
@@ -233,17 +235,35 @@ def shard_loader(loader, world: World | None):
 class SetWriter:
     """An HDF5 set written by one process or several: rank 0 holds the ``H5Writer``; with more processes each writes
     its rows through ``SharedRows`` (maps of rank 0's file), and at the end rank 0 takes their names and renames the
-    complete file into place. Attributes are rank 0's; collectives happen only on success (a failing rank's
-    launcher stops the others)."""
+    complete file into place. Compressed arrays cannot be written through maps: there every other rank writes its
+    rows to a part file beside the set, whose chunks rank 0 copies in as stored (``H5Writer.copy_rows``) and then
+    deletes. Attributes are rank 0's; collectives happen only on success (a failing rank's launcher stops the
+    others)."""
 
     def __init__(self, path, length: int, arrays: dict, attrs: dict, world: World | None):
         self.world = world or World()
+        self.path = path
         self.out = H5Writer(path, length, arrays, attrs) if self.world.main else None
-        self.rows = None
-        if self.world.distributed:
+        self.rows = self.part = None
+        self.coded = any(len(spec) > 2 for spec in arrays.values())
+        if self.world.distributed and self.coded:
+            if not self.world.main:
+                self.part = H5Writer(self.part_path(self.world.rank), length, arrays)
+            self.written: list = []
+        elif self.world.distributed:
             self.rows = SharedRows(self.world.broadcast_object(self.out.layout() if self.out else None))
 
+    def part_path(self, rank: int):
+        from pathlib import Path
+
+        path = Path(self.path)
+        return path.with_name(f".{path.name}.rank{rank}.part")
+
     def write(self, start: int, names, **arrays) -> None:
+        if self.part is not None:
+            self.part.write(start, names, **arrays)
+            self.written.append((start, list(names)))
+            return
         (self.rows or self.out).write(start, names, **arrays)
 
     def set_attr(self, key, value) -> None:
@@ -254,7 +274,17 @@ class SetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None and self.rows is not None:
+        if self.part is not None:
+            self.part.close(ok=exc_type is None)
+        if exc_type is None and self.world.distributed and self.coded:
+            parts = self.world.gather_objects(getattr(self, "written", []))  # the barrier: every part is closed
+            if self.out is not None:
+                for rank, part in enumerate(parts[1:], 1):
+                    self.out.copy_rows(self.part_path(rank), [(start, len(names)) for start, names in part])
+                    for start, names in part:
+                        self.out.name_rows(start, names)
+                    self.part_path(rank).unlink(missing_ok=True)
+        elif exc_type is None and self.rows is not None:
             self.rows.flush()
             parts = self.world.gather_objects(self.rows.names)  # also the barrier: every rank's rows are on disk
             if self.out is not None:
