@@ -50,6 +50,7 @@ def candidates() -> dict:
         "zstd 3": dict(hdf5plugin.Zstd(clevel=3)),
         "blosc2 zstd 1 shuffle": dict(hdf5plugin.Blosc2(cname="zstd", clevel=1,
                                                               filters=hdf5plugin.Blosc2.SHUFFLE)),
+        "delta + zstd 3 (bdl.artifacts.IMAGE_CODEC)": "codec",
         "PNG level 1": "png1",
         "PNG level 6": "png6",
     }
@@ -91,17 +92,28 @@ def translated(frames: np.ndarray, checkpoint: str) -> np.ndarray:
 
 def measure(frames: np.ndarray, how, repeats: int, folder: Path) -> tuple[float, float, float]:
     """(bytes per frame of the file, write ms per frame, read ms per frame), best of ``repeats``."""
+    import contextlib
     import io
 
     from PIL import Image
 
+    from bdl.artifacts import IMAGE_CODEC, H5Writer
+    from bdl.artifacts import frames as read_frames
+
     n, shape = len(frames), frames.shape[1:]
+    png = isinstance(how, str) and how.startswith("png")
     path = folder / "c.h5"
     writes, reads = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        with h5py.File(path, "w") as f:
-            if isinstance(how, str):
+        if how == "codec":  # the stages' own writer and reader
+            with H5Writer(path, n, {"images": (shape, "uint8", IMAGE_CODEC)}) as out:
+                for i, frame in enumerate(frames):
+                    out.write(i, [str(i)], images=frame[None])
+        with contextlib.nullcontext() if how == "codec" else h5py.File(path, "w") as f:
+            if how == "codec":
+                pass
+            elif png:
                 d = f.create_dataset("images", (n,), dtype=h5py.vlen_dtype(np.uint8))
                 for i, frame in enumerate(frames):
                     buf = io.BytesIO()
@@ -115,9 +127,9 @@ def measure(frames: np.ndarray, how, repeats: int, folder: Path) -> tuple[float,
         writes.append(time.perf_counter() - start)
         start = time.perf_counter()
         with h5py.File(path, "r") as f:
-            d = f["images"]
+            d = read_frames(f, "images") if how == "codec" else f["images"]
             for i in range(n):
-                got = np.asarray(Image.open(io.BytesIO(d[i].tobytes()))) if isinstance(how, str) else d[i]
+                got = np.asarray(Image.open(io.BytesIO(d[i].tobytes()))) if png else d[i]
                 if not np.array_equal(got, frames[i]):
                     raise SystemExit(f"{how}: frame {i} did not read back the same")
         reads.append(time.perf_counter() - start)
