@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
-from bdl.cli import add_cache_arg, add_dataset_args, dataset_spec, image_set, run  # noqa: E402
+from bdl.cli import add_cache_arg, add_dataset_args, add_protocol_arg, dataset_spec, image_set, run  # noqa: E402
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -31,6 +31,7 @@ def get_args_parser():
     p.add_argument("--images", required=True, help="folder of translated source images, named as the source's")
     add_dataset_args(p, "source", "the labelled source those images translate")
     add_cache_arg(p, "source")
+    add_protocol_arg(p, "how the images are resized to the training size")
     p.add_argument("--out", required=True, help="translated set (.h5)")
     return p
 
@@ -71,7 +72,7 @@ def main(args):
              "source_size": json.dumps(args.source_size)} | set_attrs("translated")
     with H5Writer(args.out, len(samples), translated_arrays((h, w)), attrs) as out:
         for i, s in enumerate(progress(samples, desc="import")):
-            image, _ = resize_pair(read_image(found[Path(s.name).stem]), None, train_size)
+            image, _ = resize_pair(read_image(found[Path(s.name).stem]), None, train_size, args.protocol)
             out.write(i, [s.name], images=image[None])
     print(f"wrote {len(samples)} imported translations to {args.out}"
           + (f"; {extra} images in {args.images} are of frames the source listing does not hold" if extra else ""),

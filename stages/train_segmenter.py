@@ -28,6 +28,7 @@ def get_args_parser():
     cli.add_dataset_args(p, "target", "target images; labels only in --mode oracle")
     cli.add_cache_arg(p, "source")
     cli.add_cache_arg(p, "target")
+    cli.add_protocol_arg(p, "how images are resized and --eval-every scores")
     p.add_argument("--translated", help="translated source set (HDF5 from translate.py) for adversarial/ssl")
     p.add_argument("--pseudo", help="pseudo-label set (HDF5 from pseudo_label.py) for --mode ssl")
     m = p.add_argument_group("model")
@@ -97,7 +98,8 @@ def main(args):
         src = cli.image_set(args, "source", True, crop, flip, args.seed)
     elif args.mode == "oracle":
         spec = cli.dataset_spec(args, "target")
-        src = domain_set(spec, None, args.target_size, True, crop, flip, args.seed)  # labels: never cached
+        src = domain_set(spec, None, args.target_size, True, crop, flip, args.seed,  # labels: never cached
+                         protocol=args.protocol)
     else:
         src = TranslatedSet(args.translated, cli.image_set(args, "source", True), crop=crop, flip=flip, seed=args.seed)
 
@@ -151,10 +153,12 @@ def val_score(args, model, device, compute):
     from bdl.loops.inference import evaluate_set
 
     spec = cli.dataset_spec(args, "target", split=args.eval_split)
-    val = SegmentationDataset(spec.samples(with_labels=True, split=args.eval_split), None, args.target_size)
+    val = SegmentationDataset(spec.samples(with_labels=True, split=args.eval_split), None, args.target_size,
+                              protocol=args.protocol)
 
     def score() -> dict:
-        cm, _, _ = evaluate_set(model, val, device, decode=spec.label_decoder(), compute=compute)
+        cm, _, _ = evaluate_set(model, val, device, decode=spec.label_decoder(), compute=compute,
+                                protocol=args.protocol)
         compute.model(model).train()  # evaluate_set leaves it in eval mode
         return {"val_miou": cm.summary()["miou"]}
 

@@ -10,7 +10,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_cache_arg, add_dataset_args, add_procs_arg, add_runtime_args, dataset_spec, image_set, run  # noqa: E402
+from bdl.cli import (  # noqa: E402
+    add_cache_arg,
+    add_dataset_args,
+    add_procs_arg,
+    add_protocol_arg,
+    add_runtime_args,
+    dataset_spec,
+    image_set,
+    run,
+)
 from bdl.defaults import default  # noqa: E402
 
 
@@ -19,6 +28,7 @@ def get_args_parser():
     p.add_argument("--translator", required=True, help="checkpoint from train_translator.py")
     add_dataset_args(p, "source", "labelled source to translate")
     add_cache_arg(p, "source")
+    add_protocol_arg(p)
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p, out="translated set (.h5)")
     add_procs_arg(p)

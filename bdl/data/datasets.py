@@ -57,10 +57,11 @@ class SegmentationDataset(_Augmenting):
     """Reader samples -> {'image': uint8 3xHxW, 'label': int64 HxW (if labelled), 'index': i}."""
 
     def __init__(self, samples: list[Sample], decode_label=None, size=None, crop=None, flip=False, seed=0,
-                 on_mismatch="error", mismatch_key="source.on_mismatch"):
+                 on_mismatch="error", mismatch_key="source.on_mismatch", protocol="bdl"):
         super().__init__(crop, flip, seed)
         self.samples, self.decode_label = samples, decode_label
         self.size = tuple(size) if size else None
+        self.protocol = protocol  # the image's resampling filter when resized (bdl.protocol)
         self.on_mismatch, self.mismatch_key = on_mismatch, mismatch_key
 
     def __len__(self):
@@ -81,7 +82,7 @@ class SegmentationDataset(_Augmenting):
         label = self.decode_label(s.label) if (s.label is not None and self.decode_label) else None
         if label is not None:
             label = fit_label(label, image.shape[:2], self.on_mismatch, s.label, s.image, self.mismatch_key)
-        image, label = resize_pair(image, label, self.size)
+        image, label = resize_pair(image, label, self.size, self.protocol)
         image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)
         label_t = torch.from_numpy(label.astype(np.int64)) if label is not None else None
         image_t, label_t = self._augment(i, image_t, label_t)

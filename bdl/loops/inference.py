@@ -12,6 +12,7 @@ from bdl.data.labels import IGNORE, NUM_CLASSES
 from bdl.data.translated import translated_arrays
 from bdl.distributed import World, shard
 from bdl.metrics import ConfusionMatrix
+from bdl.models.common import strided_logits
 from bdl.models.cyclegan import to_gan
 from bdl.pseudo import ClasswiseMedian, apply_thresholds, class_thresholds
 from bdl.runtime import ComputeFormat
@@ -106,30 +107,51 @@ def _write_translated(out, start, names, images, ready):
 
 
 @torch.no_grad()
-def predict(model, images_uint8: torch.Tensor, device, compute: ComputeFormat | None = None):
-    """Softmax max-probability and argmax of M for a uint8 batch."""
-    compute = _compute_format(compute, device)
-    with compute.autocast():
-        logits = model(compute.images(images_uint8.to(device, non_blocking=True).float().div_(255)))
-    prob, pred = F.softmax(logits.float(), 1).max(1)
-    return prob, pred
+def predict(model, images_uint8: torch.Tensor, device, compute: ComputeFormat | None = None, protocol: str = "bdl"):
+    """Softmax max-probability and argmax of M for a uint8 batch, at the batch's size (``protocol``: which
+    resolution the softmax is taken at, ``probabilities``)."""
+    return probabilities(model, images_uint8, images_uint8.shape[-2:], device, compute, protocol).max(1)
 
 
 @torch.no_grad()
-def predict_full_size(model, image_uint8: torch.Tensor, out_hw, device, compute: ComputeFormat | None = None):
-    """(max probability, argmax) of M for one 3xHxW uint8 image, its logits upsampled to ``out_hw``: the
-    original image's size, or its label's (the usual protocol scores at the label's own resolution)."""
-    compute = _compute_format(compute, device)
-    with compute.autocast():
-        logits = model(compute.images(image_uint8.unsqueeze(0).to(device).float().div_(255)))
-    logits = F.interpolate(logits.float(), size=tuple(out_hw), mode="bilinear", align_corners=False)
-    prob, pred = F.softmax(logits, 1).max(1)
+def predict_full_size(model, image_uint8: torch.Tensor, out_hw, device, compute: ComputeFormat | None = None,
+                      protocol: str = "bdl"):
+    """(max probability, argmax) of M for one 3xHxW uint8 image at ``out_hw``: the original image's size, or its
+    label's (the usual protocol scores at the label's own resolution)."""
+    prob, pred = probabilities(model, image_uint8.unsqueeze(0), out_hw, device, compute, protocol).max(1)
     return prob[0].cpu(), pred[0].cpu()
+
+
+def probabilities(model, images_uint8: torch.Tensor, out_hw, device, compute: ComputeFormat | None = None,
+                  protocol: str = "bdl") -> torch.Tensor:
+    """M's class probabilities (float32, NxCxHxW) at ``out_hw`` for a uint8 batch (bdl.protocol).
+    bdl: the logits M upsamples to its input, upsampled again to ``out_hw`` (align_corners=False, skipped at the
+    input's size), then the softmax. reference (its evaluation.py and SSL.py): the softmax of the logits at M's
+    output stride, those probabilities upsampled once to ``out_hw`` with align_corners=True. Near a class border
+    the second mixes two confident distributions into an unsure one, so its pseudo-labels leave borders out."""
+    compute = _compute_format(compute, device)
+    x = compute.images(images_uint8.to(device, non_blocking=True).float().div_(255))
+    out_hw = tuple(int(v) for v in out_hw)
+    if protocol == "reference":
+        with compute.autocast():
+            logits = strided_logits(model, x)
+        probs = F.softmax(logits.float(), 1)
+        if tuple(probs.shape[-2:]) == out_hw:  # an FCN-8s's own output is at the input's size already
+            return probs
+        return F.interpolate(probs, size=out_hw, mode="bilinear", align_corners=True)
+    if protocol != "bdl":
+        raise ValueError(f"protocol '{protocol}' is not bdl or reference")
+    with compute.autocast():
+        logits = model(x)
+    logits = logits.float()
+    if tuple(logits.shape[-2:]) != out_hw:
+        logits = F.interpolate(logits, size=out_hw, mode="bilinear", align_corners=False)
+    return F.softmax(logits, 1)
 
 
 @torch.no_grad()
 def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
-                     compute: ComputeFormat | None = None, world: World | None = None):
+                     compute: ComputeFormat | None = None, world: World | None = None, protocol: str = "bdl"):
     """Write pred and its max probability (float16) for every target train image, and the class thresholds.
 
     One pass predicts, stores and fills the per-class histograms of the stored probabilities; from them
@@ -138,6 +160,7 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
     (``PseudoLabelSet``): a second pass writing them cost as much as the prediction's other I/O together.
     With several processes (``world``) each predicts its share of the batches into the one file, and the
     histograms are summed before the medians are taken: the thresholds are the 1-process ones exactly.
+    ``protocol`` (bdl.protocol): where the softmax is taken (``probabilities``) and which median a class gets.
     """
     world = world or World()
     compute = _compute_format(compute, device)
@@ -155,14 +178,14 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
         with _HostWorkQueue(device) as queue:
             start = first
             for batch in progress(loader, total=len(loader), desc="pseudo-label"):
-                prob, pred = predict(model, batch["image"], device, compute)
+                prob, pred = predict(model, batch["image"], device, compute, protocol)
                 prob = prob.to(torch.float16).to("cpu", non_blocking=True)
                 pred = pred.to(torch.uint8).to("cpu", non_blocking=True)
                 names = [loader.dataset.samples[i].name for i in batch["index"].tolist()]
                 queue.submit(finish, start, names, prob, pred, _ready_event(device))
                 start += len(names)
         world.sum_(torch.from_numpy(stats.hist))  # int64 counts: the sum is exact, whatever the order
-        thresholds = class_thresholds(mode, threshold, stats)
+        thresholds = class_thresholds(mode, threshold, stats, protocol)
         predicted, kept = stats.predicted(), stats.kept(thresholds)
         coverage = float(kept.sum()) / max(float(predicted.sum()), 1.0)
         out.set_attr("thresholds", thresholds.astype(np.float64))
@@ -179,11 +202,12 @@ def pseudo_label_arrays(size_hw) -> dict:
 
 @torch.no_grad()
 def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None, thresholds=None,
-                 compute: ComputeFormat | None = None, world: World | None = None):
+                 compute: ComputeFormat | None = None, world: World | None = None, protocol: str = "bdl"):
     """Confusion matrix of M on labelled target images at the label's own resolution.
 
-    The image may be resized for the model; logits are upsampled back to the original label size,
-    the usual protocol (BDL predicts at 1024x512 and scores at 2048x1024).
+    The image may be resized for the model (by ``dataset``); M's output is upsampled back to the original label
+    size, the usual protocol (BDL predicts at 1024x512 and scores at 2048x1024), as ``protocol`` does it
+    (``probabilities``).
     With ``thresholds`` (those M used for its pseudo-labels) it also measures what pseudo-labels of M
     would be on these labelled images: per predicted class, pixels kept and pixels kept correctly.
     With several processes (``world``) each scores a contiguous share of the frames; the counts are summed and
@@ -200,7 +224,7 @@ def evaluate_set(model, dataset, device, keep_predictions: int = 0, decode=None,
     for i in progress(frames, total=len(frames), desc="evaluate"):
         item = dataset[i]
         full = torch.from_numpy(decode(dataset.samples[i].label).astype(np.int64))
-        prob, pred = predict_full_size(model, item["image"], full.shape, device, compute)
+        prob, pred = predict_full_size(model, item["image"], full.shape, device, compute, protocol)
         cm.update(full, pred)
         if thresholds is not None:
             valid = (full != IGNORE).numpy()
