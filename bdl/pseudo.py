@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bdl.artifacts import frames
+from bdl.artifacts import check_set
 from bdl.data.datasets import H5SegmentationDataset
 from bdl.data.labels import IGNORE
 from bdl.errors import BDLError
@@ -131,16 +131,11 @@ def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian, protoc
 
 
 class PseudoLabelSet(H5SegmentationDataset):
-    """A pseudo-label set: the label of a pixel is its prediction where the stored max probability reaches
-    the class threshold (the file's ``thresholds`` attribute), else 255; images come from ``images_from``."""
+    """A pseudo-label set (``bdl.loops.inference.pseudo_label_set``): each frame's label, 255 where ignored, made
+    with the file's ``thresholds``; images come from ``images_from``."""
 
     def __init__(self, path: Path, images_from: Dataset, crop=None, flip=False, seed=0):
-        super().__init__(path, None, "pred", crop, flip, seed, images_from)
+        check_set(path, "pseudo")
+        super().__init__(path, None, "label", crop, flip, seed, images_from)
         with h5py.File(self.path, "r") as f:
-            self.thresholds16 = np.asarray(f.attrs["thresholds"], dtype=np.float16)
-
-    def _open(self, f):
-        return {"pred": frames(f, "pred"), "prob": frames(f, "prob")}
-
-    def _label(self, arrays, i):
-        return apply_thresholds(arrays["pred"][i], arrays["prob"][i], self.thresholds16)
+            self.thresholds = np.asarray(f.attrs["thresholds"], dtype=np.float64)

@@ -271,10 +271,11 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
 
     from bdl.artifacts import H5Writer
     from bdl.data.labels import NUM_CLASSES
-    from bdl.loops.inference import predict, pseudo_label_arrays
+    from bdl.loops.inference import labels_from_scratch, predict, scratch_arrays
     from bdl.pseudo import ClasswiseMedian
 
-    arrays = pseudo_label_arrays(ds[0]["image"].shape[-2:])
+    hw = ds[0]["image"].shape[-2:]
+    arrays = scratch_arrays(hw)
     best = {}
 
     @contextlib.contextmanager
@@ -294,11 +295,13 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
             for prob, pred in outs:
                 stats.add(pred, prob)
         with H5Writer(tmp / "parts.h5", len(ds), arrays) as out:
-            with timed("HDF5 write pred/prob"):
+            with timed("HDF5 write scratch pred/prob"):
                 start = 0
                 for prob, pred in outs:
                     out.write(start, [str(start + i) for i in range(len(prob))], pred=pred, prob=prob)
                     start += len(prob)
+        with timed("labels from the scratch"):  # classwise: the second pass, once the thresholds are known
+            labels_from_scratch(tmp / "parts.h5", tmp / "labels.h5", stats.thresholds(), {}, hw)
     per = {k: 1000 * v / len(ds) for k, v in best.items()}
     extra = sum(v for k, v in per.items() if k != "model + softmax")
     print("pseudo_label parts, ms per frame, run one after another: "

@@ -56,9 +56,9 @@ def main(args):
     ds = SegmentationDataset(samples, None, args.target_size, protocol=args.protocol)
     thresholds = None
     if args.pseudo:
-        from bdl.artifacts import read_attrs
+        from bdl.artifacts import check_set
 
-        thresholds = np.asarray(read_attrs(args.pseudo)["thresholds"], dtype=np.float64)
+        thresholds = np.asarray(check_set(args.pseudo, "pseudo")["thresholds"], dtype=np.float64)
     cm, kept, pl = evaluate_set(model, ds, device, args.num_predictions if args.predictions else 0,
                                 decode=spec.label_decoder(), thresholds=thresholds,
                                 compute=ComputeFormat.of(args, device), world=World.from_env(), protocol=args.protocol)

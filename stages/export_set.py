@@ -7,12 +7,12 @@ its contents.
                                       labelId, ignored pixels 0 'unlabeled'), so `--source-format gta5` reads
                                       it back. The labels are read from the source the set records (or the
                                       --source-... flags, for data that has moved)
-  pseudo-label set (pred, prob)    -> the Cityscapes layout of its trainId labels (the names of
+  pseudo-label set (label)         -> the Cityscapes layout of its trainId labels (the names of
                                       cityscapesscripts' createTrainIdLabelImgs):
-                                      <out>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png, the
-                                      class thresholds applied, 255 where ignored, at the size the set
-                                      was made (target.size); <city> comes from <city>_<seq>_<frame> names
-                                      (other names go to the city folder 'other')
+                                      <out>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png, 255
+                                      where ignored, at the size the set was made (target.size); <city>
+                                      comes from <city>_<seq>_<frame> names (other names go to the city
+                                      folder 'other')
 With --preview, colour labels (ignored pixels black) also go to <out>/preview/<name>.png.
 
   python stages/export_set.py results/demo/round1/translated.h5 --out translated_gta5 --first 50
@@ -51,11 +51,14 @@ def set_kind(f, path: Path) -> str:
 
     held = set(f)
     kind = f.attrs.get("set_kind")
-    if kind in ("translated", "pseudo") or {"images", "labels", "names"} <= held:
-        check_set(path, kind or "translated")  # an older layout: refused, saying which job to rerun
-        return kind or "translated"
+    if kind in ("translated", "pseudo"):
+        check_set(path, kind)
+        return kind
+    # an older layout (translated: images and labels; pseudo-labels: pred and prob): refused, saying what to rerun
+    if {"images", "labels", "names"} <= held:
+        check_set(path, "translated")
     if {"pred", "prob", "names"} <= held and "thresholds" in f.attrs:
-        return "pseudo"
+        check_set(path, "pseudo")
     made_by = f.attrs.get("made_by", "an unknown stage")
     raise BDLError(f"{path}: not a translated or pseudo-label set (it holds {', '.join(sorted(held)) or 'nothing'}; "
                    f"made by {made_by})")
@@ -92,7 +95,6 @@ def main(args):
     from bdl.artifacts import atomic_path, frames
     from bdl.data.labels import PALETTE, TRAINID_TO_LABELID, colorize
     from bdl.data.translated import recorded_source
-    from bdl.pseudo import apply_thresholds
 
     path = Path(args.set)
     if not path.is_file():
@@ -118,8 +120,6 @@ def main(args):
             source, images = recorded_source(path, args), frames(f, "images")
         if kind == "pseudo":
             split = pseudo_split(f, args)
-            # float16, as PseudoLabelSet applies them in training: the export is what M was trained on
-            thresholds = np.asarray(f.attrs["thresholds"], dtype=np.float16)
         for i in wanted:
             if kind == "translated":
                 label = source.label_at(i)
@@ -128,7 +128,7 @@ def main(args):
                 ids.putpalette(palette.ravel().tolist())
                 save(ids, out / "labels" / f"{names[i]}.png")
             else:
-                label = apply_thresholds(f["pred"][i], f["prob"][i], thresholds)
+                label = f["label"][i]  # what M was trained on
                 match = CITYSCAPES_NAME.fullmatch(names[i])
                 city = match["city"] if match else "other"
                 save(Image.fromarray(label, mode="L"),

@@ -32,12 +32,11 @@ def main(args):
     import h5py
     import numpy as np
 
-    from bdl.artifacts import frames
+    from bdl.artifacts import check_set, frames
     from bdl.data.cache import domain_set
     from bdl.data.labels import colorize
     from bdl.data.readers import read_image, resize_pair
     from bdl.data.translated import check_source
-    from bdl.pseudo import apply_thresholds
     from bdl.viz import ignored_mask, overlay, save_grid
 
     if bool(args.translated) == bool(args.pseudo):
@@ -54,12 +53,12 @@ def main(args):
     rows = []
     with h5py.File(path, "r") as f:
         n = len(f["names"])
-        thresholds = None if args.translated else np.asarray(f.attrs["thresholds"], dtype=np.float16)
+        if not args.translated:
+            check_set(path, "pseudo")
         # evenly spaced, so the same images appear in every round's gallery
         for i in np.linspace(0, n - 1, min(args.count, n)).round().astype(int):
             image, _ = resize_pair(read_image(samples[i].image), None, size)
-            label = source.label_at(i) if args.translated else \
-                apply_thresholds(f["pred"][i], f["prob"][i], thresholds)
+            label = source.label_at(i) if args.translated else f["label"][i]
             if args.translated:
                 rows.append([image, frames(f, "images")[i], overlay(image, label)])
             else:

@@ -222,23 +222,21 @@ def pseudo_section(args, pairs, tiles: Tiles) -> dict:
     import numpy as np
 
     from bdl.data.readers import read_image, resize_pair
-    from bdl.pseudo import apply_thresholds
     from bdl.viz import sample_indices
 
     samples = dataset_spec(args, "target").samples(with_labels=False)
-    sets = open_sets(pairs, ("pred", "prob", "names"), "pseudo-label set", samples, "--pseudo")
-    thresholds = []
-    for _, path, f, _ in sets:
-        if "thresholds" not in f.attrs:
-            raise BDLError(f"{path}: not a pseudo-label set (no 'thresholds' attribute)")
-        thresholds.append(np.asarray(f.attrs["thresholds"], dtype=np.float16))  # the precision it stores
+    from bdl.artifacts import check_set
+
+    for _, path in pairs:
+        check_set(path, "pseudo")
+    sets = open_sets(pairs, ("label", "names"), "pseudo-label set", samples, "--pseudo")
     rows = []
     for row, i in enumerate(sample_indices(len(samples), args.sample)):
         image, _ = resize_pair(read_image(samples[i].image), None, args.target_size)
         name = samples[i].name
         cells = [tiles.cell("pseudo", row, "target", image, alt=f"target {name}")]
-        for (key, _, f, at), t in zip(sets, thresholds):
-            label = apply_thresholds(f["pred"][at(i)], f["prob"][at(i)], t)
+        for key, _, f, at in sets:
+            label = f["label"][at(i)]
             kept = f"{100 * np.mean(label != 255):.0f}% kept"
             cells.append(tiles.cell("pseudo", row, key, image, label, alt=f"{key} {name}", note=kept))
         rows.append((name, cells))

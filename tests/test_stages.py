@@ -76,21 +76,33 @@ def test_translated_set(chain, tiny_demo):
     assert np.array_equal(batch["label"][1].numpy(), source[4]["label"].numpy())
 
 
-def test_pseudo_label_set(chain):
-    with h5py.File(chain / "pseudo.h5") as f:
-        pred, prob = f["pred"][:], f["prob"][:]
-        thresholds, kept = f.attrs["thresholds"], f.attrs["kept_pixels"]
-        assert pred.shape == (16, 32, 64) and pred.dtype == np.uint8 and prob.dtype == np.float16
-        assert f.attrs["mode"] == "classwise" and len(thresholds) == 19 and (thresholds <= 0.9).all()
-    keep = prob >= thresholds.astype(np.float16)[pred]
-    labels = np.where(keep, pred, 255)
-    for c in np.unique(pred):
-        assert thresholds[c] == pytest.approx(min(np.median(prob[pred == c].astype(np.float64)), 0.9))
-    # the counts come from the histograms, the labels from the reader: both must be the same rule
-    assert kept.tolist() == np.bincount(labels[labels != 255], minlength=19).tolist()
+def test_pseudo_label_set(chain, tiny_demo):
+    """The label alone (uint8, 255 below the class threshold) and the thresholds, the medians of M's own float16
+    probabilities; the scratch of the classwise pass is gone."""
+    from bdl.artifacts import SET_FORMAT
+    from bdl.data.cache import domain_set
+    from bdl.data.readers import DatasetSpec
+    from bdl.loops.inference import predict
+    from bdl.models import load_segmenter
     from bdl.pseudo import PseudoLabelSet
 
-    images = [{"image": torch.zeros(3, 32, 64, dtype=torch.uint8)}] * 16
+    with h5py.File(chain / "pseudo.h5") as f:
+        assert sorted(f) == ["label", "names"] and f.attrs["set_kind"] == "pseudo"
+        assert f.attrs["set_format"] == SET_FORMAT
+        labels, thresholds, kept = f["label"][:], f.attrs["thresholds"], f.attrs["kept_pixels"]
+        assert labels.shape == (16, 32, 64) and labels.dtype == np.uint8
+        assert f.attrs["mode"] == "classwise" and len(thresholds) == 19 and (thresholds <= 0.9).all()
+    assert not list(chain.glob(".pseudo*"))
+    images = domain_set(DatasetSpec("cityscapes", str(tiny_demo / "target")), None, None, False)
+    batch = torch.stack([images[i]["image"] for i in range(16)])
+    prob, pred = predict(load_segmenter(chain / "adv.pt"), batch, torch.device("cpu"))
+    prob, pred = prob.to(torch.float16).numpy(), pred.numpy()
+    for c in np.unique(pred):
+        assert thresholds[c] == pytest.approx(min(np.median(prob[pred == c].astype(np.float64)), 0.9))
+    expected = np.where(prob >= thresholds.astype(np.float16)[pred], pred, 255)
+    assert np.array_equal(labels, expected)
+    # the counts come from the histograms, the labels from the second pass: both must be the same rule
+    assert kept.tolist() == np.bincount(labels[labels != 255], minlength=19).tolist()
     read = np.stack([PseudoLabelSet(chain / "pseudo.h5", images)[i]["label"].numpy() for i in range(16)])
     assert np.array_equal(read, labels)
 
@@ -175,8 +187,9 @@ def test_bf16_and_channels_last_path_runs_and_stays_close(chain, tiny_demo, tmp_
                             "--out", tmp_path / "p.h5", env=NO_BF16_KERNELS))
     assert not any("channels_last turned off" in proc.stderr for proc in stages)
     with h5py.File(tmp_path / "p.h5") as fast_file, h5py.File(chain / "pseudo.h5") as ref:
-        agree = (fast_file["pred"][:] == ref["pred"][:]).mean()
-        gap = np.abs(fast_file["prob"][:].astype(np.float32) - ref["prob"][:].astype(np.float32)).mean()
-    assert agree > 0.9 and gap < 0.05
+        # the labels: the argmax where kept, so a flip of either the class or the threshold test counts
+        agree = (fast_file["label"][:] == ref["label"][:]).mean()
+        gap = abs(float(fast_file.attrs["coverage"]) - float(ref.attrs["coverage"]))
+    assert agree > 0.85 and gap < 0.05
     with h5py.File(tmp_path / "t.h5") as f:
         assert f["images"].dtype == np.uint8 and f["images"].shape[0] == 24

@@ -152,29 +152,41 @@ def probabilities(model, images_uint8: torch.Tensor, out_hw, device, compute: Co
 @torch.no_grad()
 def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs: dict, device, size_hw,
                      compute: ComputeFormat | None = None, world: World | None = None, protocol: str = "bdl"):
-    """Write pred and its max probability (float16) for every target train image, and the class thresholds.
+    """Write every target train image's pseudo-label (uint8: its prediction, 255 below its class threshold) and
+    the class thresholds: what the SSL step reads, no more.
 
-    One pass predicts, stores and fills the per-class histograms of the stored probabilities; from them
-    come the class-wise medians and, for either mode, the exact count of pixels each threshold keeps.
-    The labels themselves (255 below the threshold) are made when the set is read
-    (``PseudoLabelSet``): a second pass writing them cost as much as the prediction's other I/O together.
-    With several processes (``world``) each predicts its share of the batches into the one file, and the
-    histograms are summed before the medians are taken: the thresholds are the 1-process ones exactly.
+    One pass predicts and fills the per-class histograms of the float16 max probabilities; from them come the
+    class-wise medians and, for either mode, the exact count of pixels each threshold keeps. ``fixed``
+    thresholds are known before the pass, which writes the labels itself. ``classwise`` ones only after it: the
+    pass writes argmax and probability (3 bytes a pixel) to a scratch file beside the set, and a second pass
+    over that file writes the labels (1 byte) and deletes it; the plan counts the scratch at the peak only
+    (``bdl.plan``). With several processes (``world``) each predicts its share of the batches into the one file,
+    and the histograms are summed before the medians are taken: the thresholds are the 1-process ones exactly.
     ``protocol`` (bdl.protocol): where the softmax is taken (``probabilities``) and which median a class gets.
     """
+    from pathlib import Path
+
     world = world or World()
     compute = _compute_format(compute, device)
     compute.model(model).eval()
     n = len(loader.dataset)
     stats = ClasswiseMedian(NUM_CLASSES, cap=threshold)
     loader, first = shard_loader(loader, world)
+    fixed = mode == "fixed"
+    known = np.full(NUM_CLASSES, threshold, dtype=np.float64) if fixed else None
+    out_path, attrs = Path(out_path), attrs | set_attrs("pseudo") | {"mode": mode, "threshold": threshold}
+    scratch = out_path.with_name(f".{out_path.name}.scratch")
 
     def finish(start, names, prob, pred, ready):
         _wait(ready)
         stats.add(pred, prob)
-        out.write(start, names, pred=pred.numpy(), prob=prob.numpy())
+        if fixed:
+            out.write(start, names, label=apply_thresholds(pred.numpy(), prob.numpy(), known.astype(np.float16)))
+        else:
+            out.write(start, names, pred=pred.numpy(), prob=prob.numpy())
 
-    with SetWriter(out_path, n, pseudo_label_arrays(size_hw), attrs, world) as out:
+    arrays = pseudo_label_arrays(size_hw) if fixed else scratch_arrays(size_hw)
+    with SetWriter(out_path if fixed else scratch, n, arrays, attrs if fixed else {}, world) as out:
         with _HostWorkQueue(device) as queue:
             start = first
             for batch in progress(loader, total=len(loader), desc="pseudo-label"):
@@ -187,16 +199,42 @@ def pseudo_label_set(model, loader, out_path, mode: str, threshold: float, attrs
         world.sum_(torch.from_numpy(stats.hist))  # int64 counts: the sum is exact, whatever the order
         thresholds = class_thresholds(mode, threshold, stats, protocol)
         predicted, kept = stats.predicted(), stats.kept(thresholds)
-        coverage = float(kept.sum()) / max(float(predicted.sum()), 1.0)
-        out.set_attr("thresholds", thresholds.astype(np.float64))
-        out.set_attr("kept_pixels", kept)
-        out.set_attr("predicted_pixels", predicted)
-        out.set_attr("coverage", coverage)
+        counts = {"thresholds": thresholds.astype(np.float64), "kept_pixels": kept, "predicted_pixels": predicted,
+                  "coverage": float(kept.sum()) / max(float(predicted.sum()), 1.0)}
+        for key, value in counts.items() if fixed else ():
+            out.set_attr(key, value)
+    if not fixed and world.main:
+        try:
+            labels_from_scratch(scratch, out_path, thresholds, attrs | counts, size_hw)
+        finally:
+            scratch.unlink(missing_ok=True)
     return thresholds, kept, predicted
 
 
+def labels_from_scratch(scratch, out_path, thresholds, attrs: dict, size_hw, rows: int = 64) -> None:
+    """The pseudo-label set from a classwise pass's scratch file (argmax and float16 probability): each pixel's
+    prediction where its probability reaches its class's float16 threshold, else 255, ``rows`` frames at a time."""
+    import h5py
+
+    from bdl.artifacts import frames
+
+    thresholds16 = np.asarray(thresholds).astype(np.float16)
+    with h5py.File(scratch, "r") as f:
+        pred, prob, names = frames(f, "pred"), frames(f, "prob"), list(f["names"].asstr()[:])
+        with H5Writer(out_path, len(names), pseudo_label_arrays(size_hw), attrs) as out:
+            for start in range(0, len(names), rows):
+                run = slice(start, min(start + rows, len(names)))
+                out.write(start, names[run], label=apply_thresholds(pred[run], prob[run], thresholds16))
+
+
 def pseudo_label_arrays(size_hw) -> dict:
-    """The per-image arrays of a pseudo-label file: argmax and its float16 probability."""
+    """The per-image array of a pseudo-label set: the label alone, uint8, stored uncompressed (mapped by the SSL
+    step's reader; its bytes are the plan's exactly)."""
+    return {"label": (tuple(size_hw), "uint8")}
+
+
+def scratch_arrays(size_hw) -> dict:
+    """The per-image arrays of a classwise pass's scratch file: argmax and its float16 probability."""
     return {"pred": (tuple(size_hw), "uint8"), "prob": (tuple(size_hw), "float16")}
 
 
