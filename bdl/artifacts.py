@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the zstd filter of the compressed sets with HDF5, for every reader: ~15 ms)
 import numpy as np
 
 from bdl.errors import BDLError
@@ -108,6 +109,7 @@ def load_weights(module: torch.nn.Module, state_dict: dict, path, what: str = "m
 # another version is refused with one line saying to rerun the job that made it.
 SET_FORMAT = 2
 SET_STAGES = {"translated": "translate (or import_translated)", "pseudo": "pseudo_label"}
+SET_NAMES = {"translated": "translated", "pseudo": "pseudo-label"}
 
 # Stored images: each frame one chunk, each pixel's difference from its left neighbour (mod 256) compressed with
 # zstd, level 3 (hdf5plugin's filter). Chosen by benchmarks/compression.py on real photographs (docs/benchmarks.md):
@@ -234,8 +236,6 @@ def _create(file: h5py.File, name: str, length: int, shape, dtype, codec: str | 
         return file.create_dataset(name, (length, *shape), dtype=dtype, dcpl=_early_allocation())
     if codec not in (IMAGE_CODEC, LABEL_CODEC):
         raise ValueError(f"unknown codec {codec!r}")
-    import hdf5plugin  # registers the zstd filter with HDF5 (also needed to read: see ``frames``)
-
     d = file.create_dataset(name, (length, *shape), dtype=dtype, chunks=(1, *shape),
                             **hdf5plugin.Zstd(clevel=ZSTD_LEVEL))
     d.attrs["codec"] = codec
@@ -282,8 +282,6 @@ def frames(f: h5py.File, key: str) -> np.ndarray:
     """A per-image array of an HDF5 set, memory-mapped when it is stored contiguous and uncompressed (as
     ``H5Writer`` writes it without a codec); delta-coded frames as ``DecodedFrames``; otherwise (compressed
     without the delta step) the h5py dataset, read on indexing."""
-    import hdf5plugin  # noqa: F401  (registers the zstd filter before a compressed chunk is read)
-
     d = f[key]
     if d.attrs.get("codec") == IMAGE_CODEC:
         return DecodedFrames(d)
@@ -302,20 +300,22 @@ def check_set(path, kind: str) -> dict:
     """The attributes of a ``kind`` set ('translated' or 'pseudo') at ``path``, after checking it is one in
     this version's layout (``SET_FORMAT``); an older set is refused, saying which job to rerun."""
     path = Path(path)
+    what = SET_NAMES[kind]
     if not path.is_file():
-        raise BDLError(f"{path}: {kind} set not found")
+        raise BDLError(f"{path}: {what} set not found")
     try:
         attrs = read_attrs(path)
     except OSError as exc:
         raise BDLError(f"{path}: not an HDF5 set ({exc})") from None
-    version = attrs.get("set_format")
-    if attrs.get("set_kind") == kind and version == SET_FORMAT:
+    version, held = attrs.get("set_format"), attrs.get("set_kind")
+    if held == kind and version == SET_FORMAT:
         return attrs
-    if version is None or (attrs.get("set_kind") == kind and version != SET_FORMAT):
-        raise BDLError(f"{path}: a {kind} set in {'an older' if version is None or version < SET_FORMAT else 'a newer'}"
-                       f" layout (set_format {version or 1}, this version reads {SET_FORMAT}); delete it and rerun "
-                       f"the job that made it ({SET_STAGES[kind]}), e.g. snakemake --forcerun {kind_rule(kind)}")
-    raise BDLError(f"{path}: a {attrs.get('set_kind')} set, not a {kind} set")
+    if held not in (None, kind):
+        raise BDLError(f"{path}: a {SET_NAMES.get(held, held)} set, not a {what} set")
+    age = "an older" if version is None or version < SET_FORMAT else "a newer"
+    raise BDLError(f"{path}: a {what} set in {age} layout (set_format {version or 1}; this version reads "
+                   f"{SET_FORMAT}); delete it and rerun the job that made it ({SET_STAGES[kind]}), e.g. "
+                   f"snakemake --forcerun {kind_rule(kind)}")
 
 
 def kind_rule(kind: str) -> str:

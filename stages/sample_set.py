@@ -27,7 +27,6 @@ def get_args_parser():
 
 def main(args):
     import h5py
-    import hdf5plugin  # noqa: F401  (registers the filter of compressed sets)
 
     from bdl.artifacts import atomic_path
     from bdl.viz import sample_indices

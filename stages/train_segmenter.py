@@ -86,6 +86,9 @@ def main(args):
         raise BDLError(f"--mode {args.mode} needs --translated")
     if args.mode == "ssl" and not args.pseudo:
         raise BDLError("--mode ssl needs --pseudo")
+    if args.mode in ("adversarial", "ssl") and not (args.source_format and args.source_root):
+        raise BDLError(f"--translated {args.translated}: a translated set holds the images only, its labels are the "
+                       "source's: give --source-format and --source-root (and --source-cache if there is one)")
     if args.lr_schedule == "poly" and args.lr_horizon is not None and args.lr_horizon < args.iterations:
         raise BDLError(f"--lr-horizon {args.lr_horizon} is shorter than --iterations {args.iterations}: the rate would "
                        "pass zero (config segmenter.lr_horizon)")
