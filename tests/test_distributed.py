@@ -172,8 +172,8 @@ def test_translated_set_of_two_processes_equals_one_process(translated):
 
 def train(demo, translated_set, out, procs, *extra, wait=True):
     args = [sys.executable, str(STAGES / "train_segmenter.py"), *TRAIN, *source_flags(demo), *target_flags(demo),
-            "--translated", translated_set, *RUNTIME, "--procs", procs, "--out", out, "--losses", out.with_suffix(".tsv"),
-            *extra]
+            "--translated", translated_set, *RUNTIME, "--procs", procs, "--out", out,
+            "--losses", out.with_suffix(".tsv"), *extra]
     if not wait:  # its own session: the test kills the launcher and its workers at once
         return subprocess.Popen(list(map(str, args)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True, text=True)
