@@ -28,6 +28,8 @@ def check_source(path, source) -> None:
     with h5py.File(path, "r") as f:
         hw = tuple(f["images"].shape[1:3])
     label_hw = tuple(source.label_at(0).shape) if len(source) else hw
+    if hasattr(source, "close"):  # a cache opened to read that label: DataLoader workers forked later open their own
+        source.close()
     if hw != label_hw:
         raise BDLError(f"{path}: its images are {hw[1]}x{hw[0]} but the source's labels {label_hw[1]}x{label_hw[0]} "
                        "(source.size changed since it was made? rerun translate)")
