@@ -22,9 +22,14 @@ RGB_AND_LABEL = 3 + 1  # uint8 image + uint8 trainIds: the source cache
 RGB = 3  # the target cache; a translated set's images before compression (its labels are the source's)
 PSEUDO = 1  # a pseudo-label set: the uint8 label alone (255: ignored)
 PSEUDO_SCRATCH = 1 + 2  # uint8 argmax + float16 max probability, while a classwise pass waits for its thresholds
-FILE_OVERHEAD = 10_000  # HDF5 headers, attributes: 6-10 kB measured on the tiny sets
-NAME_BYTES = 48  # a frame's name in the names array (its heap entry and index): ~45 B measured for 1,000 names
-CHUNK_INDEX = 80  # a compressed frame's entry in its array's chunk index: ~74 B measured for 1,000 frames
+# Fitted to the sets the tiny workflow and H5Writer write (file size less the arrays' own bytes): 8.4 kB for a
+# cache of 12-16 frames, 10.4 kB for a translated set of 16, 50.8 kB for 1,000 frames' names, 124.4 kB for
+# 1,000 compressed frames
+FILE_OVERHEAD = 8_000  # HDF5 headers and the common attributes
+NAME_BYTES = 44  # a frame's name in the names array (its heap entry and index)
+CHUNKED_ARRAY = 1_000  # the first node of a compressed array's chunk index
+PSEUDO_ATTRS = 2_000  # a pseudo-label set's per-class thresholds and pixel counts, its labellers and data
+CHUNK_INDEX = 72  # each compressed frame's entry in that index
 
 # The share of their raw bytes the translated sets' images are assumed to take (``IMAGE_CODEC``, lossless): the
 # mean of benchmarks/compression.py on the two real photographs of ../shared/fixtures/fda_gta5_cityscapes_pair at
@@ -45,6 +50,7 @@ class Planned:
     ratio: float = 1.0  # what compression leaves of them
     kept: bool = True  # False: deleted once every job that reads it is done (keep_translated: false)
     scratch_per_frame: int = 0  # bytes of a frame beside the set while its job runs, deleted when it ends
+    attrs: int = 0  # bytes of attributes beyond the common ones
 
     @property
     def bytes_per_frame(self) -> int:
@@ -53,7 +59,8 @@ class Planned:
 
     @property
     def bytes(self) -> int:
-        return self.frames * self.bytes_per_frame + FILE_OVERHEAD
+        return (self.frames * self.bytes_per_frame + FILE_OVERHEAD + self.attrs
+                + (CHUNKED_ARRAY if self.compressed_per_frame else 0))
 
     @property
     def scratch(self) -> int:
@@ -76,7 +83,7 @@ def disk_plan(cfg: dict, counts: dict, frames: dict, ratio: float = IMAGE_RATIO)
         plan.append(Planned(f"{results}/round{k}/translated.h5", n_source, 0, sw * sh * RGB, ratio,
                             kept=cfg["keep_translated"]))
         plan += [Planned(f"{results}/round{k}/ssl{n}/pseudo.h5", n_target, tw * th * PSEUDO,
-                         scratch_per_frame=tw * th * PSEUDO_SCRATCH if classwise else 0)
+                         scratch_per_frame=tw * th * PSEUDO_SCRATCH if classwise else 0, attrs=PSEUDO_ATTRS)
                  for n in range(1, steps + 1)]
     return plan
 

@@ -8,7 +8,17 @@ import subprocess
 import yaml
 from conftest import REPO, SNAKEMAKE, snakemake, tiny_config
 
-from bdl.plan import CHUNK_INDEX, FILE_OVERHEAD, IMAGE_RATIO, NAME_BYTES, disk_plan, peak_bytes, stored_ratio
+from bdl.plan import (
+    CHUNK_INDEX,
+    CHUNKED_ARRAY,
+    FILE_OVERHEAD,
+    IMAGE_RATIO,
+    NAME_BYTES,
+    PSEUDO_ATTRS,
+    disk_plan,
+    peak_bytes,
+    stored_ratio,
+)
 
 
 def test_plan_matches_the_sets_on_disk(finished_run):
@@ -36,9 +46,10 @@ def test_dropped_translated_sets_count_once_at_the_peak():
            "source": {"cache": False}, "target": {"cache": True}, "pseudo_label": {"mode": "fixed"}}
     # the paper preset's data: GTA5 at 1280x720, Cityscapes train at 1024x512
     plan = disk_plan(cfg, {"source": 24966, "target_train": 2975}, {"source": (1280, 720), "target": (1024, 512)})
-    translated = 24966 * (round(1280 * 720 * 3 * IMAGE_RATIO) + CHUNK_INDEX + NAME_BYTES) + FILE_OVERHEAD
+    image = round(1280 * 720 * 3 * IMAGE_RATIO)
+    translated = 24966 * (image + CHUNK_INDEX + NAME_BYTES) + FILE_OVERHEAD + CHUNKED_ARRAY
     target = 2975 * (1024 * 512 * 3 + NAME_BYTES) + FILE_OVERHEAD
-    pseudo = 2975 * (1024 * 512 + NAME_BYTES) + FILE_OVERHEAD  # the label alone
+    pseudo = 2975 * (1024 * 512 + NAME_BYTES) + FILE_OVERHEAD + PSEUDO_ATTRS  # the label alone
     assert sum(p.bytes for p in plan) == 2 * translated + target + 6 * pseudo
     assert peak_bytes(plan) == translated + target + 6 * pseudo
 
