@@ -115,7 +115,6 @@ SET_NAMES = {"translated": "translated", "pseudo": "pseudo-label"}
 # zstd, level 3 (hdf5plugin's filter). Chosen by benchmarks/compression.py on real photographs (docs/benchmarks.md):
 # 0.37-0.42 of the raw bytes at 1280x720, near PNG's 0.40 at a fraction of its time, where zstd alone gives 0.57.
 IMAGE_CODEC = "delta-zstd"
-LABEL_CODEC = "zstd"  # labels: long runs of one class, no left-neighbour step needed
 ZSTD_LEVEL = 3
 
 
@@ -123,9 +122,9 @@ class H5Writer:
     """Fixed-size HDF5 datasets filled one batch at a time; memory holds one batch, never the set.
 
     An array given as (shape, dtype) is stored contiguous and uncompressed, so readers can map it straight
-    from the file (``frames``): the caches, read by every training step, stay so. An array given as
-    (shape, dtype, codec) is stored one chunk per frame through ``IMAGE_CODEC`` or ``LABEL_CODEC``, read by
-    ``frames`` as decoded frames: the translated and pseudo-label sets, written once and read a few times.
+    from the file (``frames``): the caches, read by every training step, and the pseudo-label sets. An array
+    given as (shape, dtype, IMAGE_CODEC) is stored one chunk per frame, compressed, and read by ``frames`` as
+    decoded frames: the translated sets' images, the largest files of a run.
     """
 
     def __init__(self, path, length: int, arrays: dict, attrs: dict | None = None):
@@ -155,12 +154,6 @@ class H5Writer:
 
     def set_attr(self, key, value) -> None:
         self.file.attrs[key] = value
-
-    @property
-    def coded(self) -> bool:
-        """Whether any array is compressed (then rows cannot be written through maps: ``SetWriter`` merges
-        the other processes' chunks instead)."""
-        return any(d.attrs.get("codec") for d in self._arrays.values())
 
     def copy_rows(self, path, runs) -> None:
         """The rows of ``runs`` ((start, count) pairs) of every array from the set at ``path`` (written with the
@@ -234,7 +227,7 @@ class SharedRows:
 def _create(file: h5py.File, name: str, length: int, shape, dtype, codec: str | None = None):
     if codec is None:
         return file.create_dataset(name, (length, *shape), dtype=dtype, dcpl=_early_allocation())
-    if codec not in (IMAGE_CODEC, LABEL_CODEC):
+    if codec != IMAGE_CODEC:
         raise ValueError(f"unknown codec {codec!r}")
     d = file.create_dataset(name, (length, *shape), dtype=dtype, chunks=(1, *shape),
                             **hdf5plugin.Zstd(clevel=ZSTD_LEVEL))

@@ -307,7 +307,7 @@ class SetWriter:
         self.path = path
         self.out = H5Writer(path, length, arrays, attrs) if self.world.main else None
         self.rows = self.part = None
-        self.coded = any(len(spec) > 2 for spec in arrays.values())
+        self.coded = any(len(spec) > 2 for spec in arrays.values())  # a codec: rows cannot be written through maps
         if self.world.distributed and self.coded:
             if not self.world.main:
                 self.part = H5Writer(self.part_path(self.world.rank), length, arrays)
