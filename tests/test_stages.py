@@ -74,6 +74,16 @@ def test_translated_set(chain, tiny_demo):
     batch = ds.__getitems__([3, 4, 5])  # the in-order run of an inference pass: the same frames
     assert np.array_equal(batch["image"].permute(0, 2, 3, 1).numpy(), images[3:6])
     assert np.array_equal(batch["label"][1].numpy(), source[4]["label"].numpy())
+    # a source listing of other frames (or another size) is refused before a frame is read
+    from bdl import BDLError
+
+    fewer = domain_set(DatasetSpec("gta5", str(tiny_demo / "source")), None, None, True)
+    fewer.samples = fewer.samples[1:]
+    with pytest.raises(BDLError, match="translates other frames than the 23 the source listing holds"):
+        TranslatedSet(chain / "translated.h5", fewer)
+    resized = domain_set(DatasetSpec("gta5", str(tiny_demo / "source")), None, (32, 16), True)
+    with pytest.raises(BDLError, match="its images are 64x32 but the source's labels 32x16"):
+        TranslatedSet(chain / "translated.h5", resized)
 
 
 def test_pseudo_label_set(chain, tiny_demo):
