@@ -216,11 +216,10 @@ def labels_from_scratch(scratch, out_path, thresholds, attrs: dict, size_hw, row
     prediction where its probability reaches its class's float16 threshold, else 255, ``rows`` frames at a time."""
     import h5py
 
-    from bdl.artifacts import frames
-
     thresholds16 = np.asarray(thresholds).astype(np.float16)
     with h5py.File(scratch, "r") as f:
-        pred, prob, names = frames(f, "pred"), frames(f, "prob"), list(f["names"].asstr()[:])
+        # read, not mapped: a map's pages stay resident as they are touched, and the peak would grow with the set
+        pred, prob, names = f["pred"], f["prob"], list(f["names"].asstr()[:])
         with H5Writer(out_path, len(names), pseudo_label_arrays(size_hw), attrs) as out:
             for start in range(0, len(names), rows):
                 run = slice(start, min(start + rows, len(names)))
