@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the zstd filter of the compressed sets with HDF5, for every reader: ~15 ms)
 import numpy as np
 
 from bdl.errors import BDLError
@@ -103,13 +104,27 @@ def load_weights(module: torch.nn.Module, state_dict: dict, path, what: str = "m
         raise BDLError(f"{path}: {what} weights do not fit this architecture ({detail[:160]})") from None
 
 
+# The layout version of the sets the loop writes (attribute ``set_format``): translated sets hold images only
+# (their labels are the source's), delta-coded and compressed; pseudo-label sets hold the label alone. A set of
+# another version is refused with one line saying to rerun the job that made it.
+SET_FORMAT = 2
+SET_STAGES = {"translated": "translate (or import_translated)", "pseudo": "pseudo_label"}
+SET_NAMES = {"translated": "translated", "pseudo": "pseudo-label"}
+
+# Stored images: each frame one chunk, each pixel's difference from its left neighbour (mod 256) compressed with
+# zstd, level 3 (hdf5plugin's filter). Chosen by benchmarks/compression.py on real photographs (docs/benchmarks.md):
+# 0.37-0.42 of the raw bytes at 1280x720, near PNG's 0.40 at a fraction of its time, where zstd alone gives 0.57.
+IMAGE_CODEC = "delta-zstd"
+ZSTD_LEVEL = 3
+
+
 class H5Writer:
     """Fixed-size HDF5 datasets filled one batch at a time; memory holds one batch, never the set.
 
-    Every array is stored contiguous and uncompressed, so readers can map it straight from the file
-    (``frames``): a training step then reads an image for the cost of a copy. lzf made the demo's files
-    ~25% smaller but cost ~0.1 ms per frame to write and, read one frame at a time through h5py, ~0.3 ms
-    per frame to read: as much as decoding the PNG it replaced.
+    An array given as (shape, dtype) is stored contiguous and uncompressed, so readers can map it straight
+    from the file (``frames``): the caches, read by every training step, and the pseudo-label sets. An array
+    given as (shape, dtype, IMAGE_CODEC) is stored one chunk per frame, compressed, and read by ``frames`` as
+    decoded frames: the translated sets' images, the largest files of a run.
     """
 
     def __init__(self, path, length: int, arrays: dict, attrs: dict | None = None):
@@ -118,8 +133,7 @@ class H5Writer:
         tmp = self._ctx.__enter__()
         self.tmp = tmp
         self.file = h5py.File(tmp, "w")
-        datasets = {name: self.file.create_dataset(name, (length, *shape), dtype=dtype, dcpl=_early_allocation())
-                    for name, (shape, dtype) in arrays.items()}
+        datasets = {name: _create(self.file, name, length, *spec) for name, spec in arrays.items()}
         self.file.create_dataset("names", (length,), dtype=h5py.string_dtype())
         # one variable-length string write at the end instead of one per batch (each costs ~0.5 ms)
         self._names: list[str] = [""] * length
@@ -135,11 +149,23 @@ class H5Writer:
             d = self._arrays[k]
             if tuple(np.shape(v)) != (end - start, *d.shape[1:]):
                 raise ValueError(f"rows {start}:{end} of {np.shape(v)} do not fit an array of {d.shape}")
-            d[start:end] = v  # h5py casts to the stored dtype
+            d[start:end] = encode(d, v)  # h5py casts to the stored dtype
         self._names[start:end] = list(names)
 
     def set_attr(self, key, value) -> None:
         self.file.attrs[key] = value
+
+    def copy_rows(self, path, runs) -> None:
+        """The rows of ``runs`` ((start, count) pairs) of every array from the set at ``path`` (written with the
+        same arrays), chunk by chunk as they are stored: nothing is decoded or compressed again."""
+        rows = [i for start, count in runs for i in range(start, start + count)]
+        with h5py.File(path, "r") as part:
+            for key, d in self._arrays.items():
+                src = part[key]
+                for i in rows:
+                    corner = (i,) + (0,) * (d.ndim - 1)
+                    mask, chunk = src.id.read_direct_chunk(corner)
+                    d.id.write_direct_chunk(corner, chunk, mask)
 
     def layout(self) -> dict:
         """Where each array's rows lie in the file being written: {name: (file, byte offset, shape, dtype)}, for
@@ -198,6 +224,44 @@ class SharedRows:
             m.flush()
 
 
+def _create(file: h5py.File, name: str, length: int, shape, dtype, codec: str | None = None):
+    if codec is None:
+        return file.create_dataset(name, (length, *shape), dtype=dtype, dcpl=_early_allocation())
+    if codec != IMAGE_CODEC:
+        raise ValueError(f"unknown codec {codec!r}")
+    d = file.create_dataset(name, (length, *shape), dtype=dtype, chunks=(1, *shape),
+                            **hdf5plugin.Zstd(clevel=ZSTD_LEVEL))
+    d.attrs["codec"] = codec
+    return d
+
+
+def encode(d, rows: np.ndarray) -> np.ndarray:
+    """Rows as ``d`` stores them: under ``IMAGE_CODEC`` each pixel less its left neighbour, mod 256 (HxWxC
+    frames: width is the second-last axis)."""
+    if d.attrs.get("codec") != IMAGE_CODEC:
+        return rows
+    rows = np.asarray(rows, dtype=np.uint8)
+    return np.diff(rows, axis=-2, prepend=np.zeros_like(rows[..., :1, :]))
+
+
+def decode(rows: np.ndarray) -> np.ndarray:
+    """``encode``'s inverse: running sums along the width, mod 256 (uint8 arithmetic wraps exactly)."""
+    return np.cumsum(rows, axis=-2, dtype=np.uint8)
+
+
+class DecodedFrames:
+    """A delta-coded array of a set read as frames: indexing returns decoded numpy arrays."""
+
+    def __init__(self, d):
+        self.d, self.shape, self.dtype = d, d.shape, d.dtype
+
+    def __len__(self):
+        return len(self.d)
+
+    def __getitem__(self, key):
+        return decode(self.d[key])
+
+
 def _early_allocation():
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
@@ -209,8 +273,11 @@ def _early_allocation():
 
 def frames(f: h5py.File, key: str) -> np.ndarray:
     """A per-image array of an HDF5 set, memory-mapped when it is stored contiguous and uncompressed (as
-    ``H5Writer`` writes it); otherwise (an older, compressed file) the h5py dataset, read on indexing."""
+    ``H5Writer`` writes it without a codec); delta-coded frames as ``DecodedFrames``; otherwise (compressed
+    without the delta step) the h5py dataset, read on indexing."""
     d = f[key]
+    if d.attrs.get("codec") == IMAGE_CODEC:
+        return DecodedFrames(d)
     offset = d.id.get_offset() if d.chunks is None and d.compression is None else None
     if offset is None or d.size == 0:
         return d
@@ -220,6 +287,37 @@ def frames(f: h5py.File, key: str) -> np.ndarray:
 def names_hash(names) -> str:
     """A short fingerprint of an ordered image list, stored so consumers can check they match."""
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def check_set(path, kind: str) -> dict:
+    """The attributes of a ``kind`` set ('translated' or 'pseudo') at ``path``, after checking it is one in
+    this version's layout (``SET_FORMAT``); an older set is refused, saying which job to rerun."""
+    path = Path(path)
+    what = SET_NAMES[kind]
+    if not path.is_file():
+        raise BDLError(f"{path}: {what} set not found")
+    try:
+        attrs = read_attrs(path)
+    except OSError as exc:
+        raise BDLError(f"{path}: not an HDF5 set ({exc})") from None
+    version, held = attrs.get("set_format"), attrs.get("set_kind")
+    if held == kind and version == SET_FORMAT:
+        return attrs
+    if held not in (None, kind):
+        raise BDLError(f"{path}: a {SET_NAMES.get(held, held)} set, not a {what} set")
+    age = "an older" if version is None or version < SET_FORMAT else "a newer"
+    raise BDLError(f"{path}: a {what} set in {age} layout (set_format {version or 1}; this version reads "
+                   f"{SET_FORMAT}); delete it and rerun the job that made it ({SET_STAGES[kind]}), e.g. "
+                   f"snakemake --forcerun {kind_rule(kind)}")
+
+
+def kind_rule(kind: str) -> str:
+    return {"translated": "translate", "pseudo": "pseudo_label"}[kind]
+
+
+def set_attrs(kind: str) -> dict:
+    """The attributes that mark a set's kind and layout version (``check_set``)."""
+    return {"set_kind": kind, "set_format": SET_FORMAT}
 
 
 def read_attrs(path) -> dict:

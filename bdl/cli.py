@@ -218,6 +218,15 @@ def dataset_spec(args, prefix: str, split: str | None = None):
                        getattr(args, f"{prefix}_label_map"), getattr(args, f"{prefix}_on_mismatch"), prefix)
 
 
+def add_protocol_arg(p: argparse.ArgumentParser, what: str = "how images are resized") -> None:
+    """``--protocol bdl|reference`` (config key protocol; bdl/protocol.py); ``what``: what it decides here."""
+    from bdl.protocol import PROTOCOLS
+
+    p.add_argument("--protocol", choices=PROTOCOLS, default=default("protocol"),
+                   help=f"{what}: this project's ('bdl': images resized bilinear) or the reference code's "
+                        "('reference': bicubic, as its data loaders); see bdl/protocol.py")
+
+
 def add_cache_arg(p: argparse.ArgumentParser, prefix: str) -> None:
     p.add_argument(f"--{prefix}-cache", default=None,
                    help=f"the {prefix} images decoded into HDF5 by cache_images.py, read instead of the image files")
@@ -229,4 +238,9 @@ def image_set(args, prefix: str, with_labels: bool, crop=None, flip=False, seed=
     from bdl.data.cache import domain_set
 
     return domain_set(spec or dataset_spec(args, prefix), getattr(args, f"{prefix}_cache", None),
-                      getattr(args, f"{prefix}_size"), with_labels, crop, flip, seed)
+                      getattr(args, f"{prefix}_size"), with_labels, crop, flip, seed, protocol_of(args))
+
+
+def protocol_of(args) -> str:
+    """The stage's ``--protocol`` (the default where a stage has none)."""
+    return getattr(args, "protocol", None) or default("protocol")

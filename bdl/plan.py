@@ -1,58 +1,119 @@
 """The disk a run writes, known before it starts: from the config, the data set sizes and the frame sizes.
 
 The workflow prints the plan when it starts and refuses a run whose results folder has less free space than
-what is still to be written (``runtime.disk_check``). Every figure is the HDF5 sets' own arithmetic: they
-are stored uncompressed (``bdl.artifacts.H5Writer``), so a set's size is its frames times the bytes of one
-frame's arrays, plus a few kB. Checkpoints, logs and pictures are not counted: a ResNet-101 segmenter
-checkpoint is ~0.2 GB, two orders of magnitude below a translated GTA5 set. Torch-free.
+what is still to be written (``runtime.disk_check``); ``python -m bdl.plan --configfile ... --source-frames N
+--target-frames M`` prints it for a preset without the data. The caches and the pseudo-label sets are stored
+uncompressed (``bdl.artifacts.H5Writer``), so their size is their frames times the bytes of one frame's arrays,
+plus a few bytes a frame and a few kB a file. The translated sets' images are compressed without loss
+(``bdl.artifacts.IMAGE_CODEC``): what they take depends on the pictures, and the plan assumes ``IMAGE_RATIO`` of
+their raw bytes. Checkpoints, logs and pictures are not counted: a ResNet-101 segmenter checkpoint is ~0.2 GB,
+two orders of magnitude below a translated GTA5 set. Torch-free.
 """
 
+import argparse
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 # bytes per pixel of each set (bdl/data/cache.py, bdl/loops/inference.py)
-RGB_AND_LABEL = 3 + 1  # uint8 image + uint8 trainIds: the source cache, a translated set
-RGB = 3  # the target cache
-PSEUDO = 1 + 2  # uint8 argmax + float16 max probability
-FILE_OVERHEAD = 10_000  # HDF5 headers, attributes and the names' heap: 8-10 kB measured on the tiny sets
+RGB_AND_LABEL = 3 + 1  # uint8 image + uint8 trainIds: the source cache
+RGB = 3  # the target cache; a translated set's images before compression (its labels are the source's)
+PSEUDO = 1  # a pseudo-label set: the uint8 label alone (255: ignored)
+PSEUDO_SCRATCH = 1 + 2  # uint8 argmax + float16 max probability, while a classwise pass waits for its thresholds
+# Fitted to the sets the tiny workflow and H5Writer write (file size less the arrays' own bytes): 8.4 kB for a
+# cache of 12-16 frames, 10.4 kB for a translated set of 16, 50.8 kB for 1,000 frames' names, 124.4 kB for
+# 1,000 compressed frames
+FILE_OVERHEAD = 8_000  # HDF5 headers and the common attributes
+NAME_BYTES = 44  # a frame's name in the names array (its heap entry and index)
+CHUNKED_ARRAY = 1_000  # the first node of a compressed array's chunk index
+PSEUDO_ATTRS = 2_000  # a pseudo-label set's per-class thresholds and pixel counts, its labellers and data
+CHUNK_INDEX = 72  # each compressed frame's entry in that index
+
+# The share of their raw bytes the translated sets' images are assumed to take (``IMAGE_CODEC``, lossless): the
+# mean of benchmarks/compression.py on the two real photographs of ../shared/fixtures/fda_gta5_cityscapes_pair at
+# 1280x720 (GTA5 0.373, Cityscapes 0.415; 0.394 with the names), rounded up. A translated set holds F's outputs,
+# not photographs: the same measurement on the demo's barely trained F's outputs of those frames gave 0.756 (PNG
+# 0.77), so a noisy F can take up to twice this; the rehearsal measures the preset's own.
+IMAGE_RATIO = 0.40
+IMAGE_RATIO_SOURCE = ("delta + zstd on the two real photographs of ../shared/fixtures/fda_gta5_cityscapes_pair "
+                      "at 1280x720 (benchmarks/compression.py, docs/benchmarks.md)")
 
 
 @dataclass(frozen=True)
 class Planned:
     path: str
     frames: int
-    bytes_per_frame: int
+    raw_per_frame: int  # bytes of a frame's uncompressed arrays
+    compressed_per_frame: int = 0  # bytes of a frame's compressed arrays before compression
+    ratio: float = 1.0  # what compression leaves of them
     kept: bool = True  # False: deleted once every job that reads it is done (keep_translated: false)
+    scratch_per_frame: int = 0  # bytes of a frame beside the set while its job runs, deleted when it ends
+    attrs: int = 0  # bytes of attributes beyond the common ones
+
+    @property
+    def bytes_per_frame(self) -> int:
+        compressed = round(self.compressed_per_frame * self.ratio) + CHUNK_INDEX if self.compressed_per_frame else 0
+        return self.raw_per_frame + compressed + NAME_BYTES
 
     @property
     def bytes(self) -> int:
-        return self.frames * self.bytes_per_frame + FILE_OVERHEAD
+        return (self.frames * self.bytes_per_frame + FILE_OVERHEAD + self.attrs
+                + (CHUNKED_ARRAY if self.compressed_per_frame else 0))
+
+    @property
+    def scratch(self) -> int:
+        return self.frames * self.scratch_per_frame + FILE_OVERHEAD if self.scratch_per_frame else 0
 
 
-def disk_plan(cfg: dict, counts: dict, frames: dict) -> list[Planned]:
-    """The sets a run writes. ``counts``: source, target_train frames; ``frames``: domain -> (w, h) as trained."""
+def disk_plan(cfg: dict, counts: dict, frames: dict, ratio: float = IMAGE_RATIO) -> list[Planned]:
+    """The sets a run writes. ``counts``: source, target_train frames; ``frames``: domain -> (w, h) as trained;
+    ``ratio``: what compression leaves of the translated images (``IMAGE_RATIO``)."""
     results, rounds, steps = cfg["results"], cfg["rounds"], cfg["ssl_steps"]
     (sw, sh), (tw, th) = frames["source"], frames["target"]
     n_source, n_target = counts["source"], counts["target_train"]
+    classwise = cfg.get("pseudo_label", {}).get("mode", _default_mode()) == "classwise"
     plan = []
     if cfg["source"]["cache"]:
         plan.append(Planned(f"{results}/cache/source.h5", n_source, sw * sh * RGB_AND_LABEL))
     if cfg["target"]["cache"]:
         plan.append(Planned(f"{results}/cache/target.h5", n_target, tw * th * RGB))
     for k in range(1, rounds + 1):
-        plan.append(Planned(f"{results}/round{k}/translated.h5", n_source, sw * sh * RGB_AND_LABEL,
+        plan.append(Planned(f"{results}/round{k}/translated.h5", n_source, 0, sw * sh * RGB, ratio,
                             kept=cfg["keep_translated"]))
-        plan += [Planned(f"{results}/round{k}/ssl{n}/pseudo.h5", n_target, tw * th * PSEUDO)
+        plan += [Planned(f"{results}/round{k}/ssl{n}/pseudo.h5", n_target, tw * th * PSEUDO,
+                         scratch_per_frame=tw * th * PSEUDO_SCRATCH if classwise else 0, attrs=PSEUDO_ATTRS)
                  for n in range(1, steps + 1)]
     return plan
 
 
+def _default_mode() -> str:
+    from bdl.defaults import default
+
+    return default("pseudo_label.mode")
+
+
 def peak_bytes(plan: list[Planned]) -> int:
-    """Most bytes on disk at once: every kept set, plus the largest dropped one (round k's translated set
-    goes before round k+1's is written, since F_{k+1} waits for the last model of round k)."""
-    return sum(p.bytes for p in plan if p.kept) + max((p.bytes for p in plan if not p.kept), default=0)
+    """Most bytes on disk at once, an upper bound: every kept set, plus the largest dropped one (round k's
+    translated set goes before round k+1's is written, since F_{k+1} waits for the last model of round k), plus
+    the largest scratch file (one pseudo-labelling job runs at a time: each waits for the model before it)."""
+    return (sum(p.bytes for p in plan if p.kept) + max((p.bytes for p in plan if not p.kept), default=0)
+            + max((p.scratch for p in plan), default=0))
+
+
+def end_bytes(plan: list[Planned]) -> int:
+    """Bytes on disk when the run is done: the kept sets."""
+    return sum(p.bytes for p in plan if p.kept)
+
+
+def stored_ratio(path, key: str = "images") -> float:
+    """What compression left of array ``key`` of the set at ``path``: its stored bytes over its raw bytes."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        d = f[key]
+        return d.id.get_storage_size() / max(d.size * d.dtype.itemsize, 1)
 
 
 def still_to_write(plan: list[Planned]) -> int:
@@ -87,6 +148,8 @@ def describe(plan: list[Planned]) -> str:
     for kind, items in kinds.items():
         each = items[0].bytes
         text = f"{kind} {len(items)} x {gb(each)}" if len(items) > 1 else f"{kind} {gb(each)}"
+        if items[0].compressed_per_frame:
+            text += f" (images at {items[0].ratio:.2f} of raw, assumed)"
         if not items[0].kept:
             text += " (each dropped when its round is done)"
         parts.append(text)
@@ -104,3 +167,75 @@ def disk_check(plan: list[Planned], results, check: bool) -> tuple[str, str | No
                       f"({describe(plan)}); make room, set keep_translated: false to drop each translated set "
                       f"after its round, or set runtime.disk_check: false to start anyway")
     return line, None
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m bdl.plan", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The disk plan of a config, without its data: every set the run writes, its bytes, when it is "
+                    "deleted, the peak and what is left at the end.\n\n  python -m bdl.plan --configfile "
+                    "config/paper_gta5_resnet101.yaml --source-frames 24966 --target-frames 2975")
+    p.add_argument("--configfile", required=True, help="the run's config (keys it leaves out: their defaults)")
+    p.add_argument("--source-frames", type=int, required=True, help="frames of the source listing (GTA5: 24966)")
+    p.add_argument("--target-frames", type=int, required=True,
+                   help="frames of the target train split (Cityscapes train: 2975)")
+    p.add_argument("--source-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="the source frames' size where the config's source.size is null (GTA5: 1914 1052)")
+    p.add_argument("--target-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="the target frames' size where the config's target.size is null (Cityscapes: 2048 1024)")
+    p.add_argument("--image-ratio", type=float, default=IMAGE_RATIO,
+                   help=f"what compression leaves of the translated images (default {IMAGE_RATIO}: "
+                        f"{IMAGE_RATIO_SOURCE})")
+    return p
+
+
+def plan_lines(cfg: dict, counts: dict, frames: dict, ratio: float = IMAGE_RATIO) -> list[str]:
+    """The plan as printed lines, the last ``total written: N GB, peak: N GB``."""
+    plan = disk_plan(cfg, counts, frames, ratio)
+    (sw, sh), (tw, th) = frames["source"], frames["target"]
+    width = max((len(p.path) for p in plan), default=10)
+    lines = [f"source: {counts['source']:,} frames at {sw}x{sh}; target train: {counts['target_train']:,} frames "
+             f"at {tw}x{th}",
+             f"translated images assumed at {ratio:.2f} of their raw bytes"
+             + (f": {IMAGE_RATIO_SOURCE}" if ratio == IMAGE_RATIO else " (--image-ratio)"),
+             f"{'set':{width}}  {'frames':>7}  {'per frame':>10}  {'bytes':>9}  at the end"]
+    for p in plan:
+        end = "kept" if p.kept else "deleted when its round is done (keep_translated: false)"
+        lines.append(f"{p.path:{width}}  {p.frames:>7,}  {p.bytes_per_frame / 1e6:>7.3f} MB  {gb(p.bytes):>9}  {end}")
+        if p.scratch:
+            lines.append(f"{'  + scratch while it is made':{width}}  {p.frames:>7,}  "
+                         f"{p.scratch_per_frame / 1e6:>7.3f} MB  {gb(p.scratch):>9}  deleted when the job ends "
+                         "(classwise thresholds wait for the pass)")
+    lines += [f"on disk at the end: {gb(end_bytes(plan))}",
+              f"total written: {gb(sum(p.bytes for p in plan))}, peak: {gb(peak_bytes(plan))}"]
+    return lines
+
+
+def main(argv=None) -> int:
+    import yaml
+
+    from bdl.defaults import merged, schema_defaults
+
+    args = get_args_parser().parse_args(argv)
+    try:
+        user = yaml.safe_load(Path(args.configfile).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"error: {args.configfile}: not a readable config ({str(exc).splitlines()[0]})", file=sys.stderr)
+        return 1
+    cfg = merged(schema_defaults(), user)
+    frames = {}
+    for domain in ("source", "target"):
+        size = cfg[domain]["size"] or getattr(args, f"{domain}_size")
+        if size is None:
+            print(f"error: config key '{domain}.size' is null (frames as stored): give --{domain}-size W H",
+                  file=sys.stderr)
+            return 1
+        frames[domain] = tuple(size)
+    counts = {"source": args.source_frames, "target_train": args.target_frames}
+    print(f"disk plan of {args.configfile} (results: {cfg['results']})")
+    print("\n".join(plan_lines(cfg, counts, frames, args.image_ratio)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

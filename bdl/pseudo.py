@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bdl.artifacts import frames
+from bdl.artifacts import check_set
 from bdl.data.datasets import H5SegmentationDataset
 from bdl.data.labels import IGNORE
 from bdl.errors import BDLError
+from bdl.models.common import strided_logits
 
 # bit patterns of float16 1/32 .. 1.0 (0x2800 is 1/32, 0x3C00 is 1.0)
 FLOOR, TOP = 0x2800, 0x3C00
@@ -76,17 +77,25 @@ class ClasswiseMedian:
         cum = np.cumsum(self.hist[:, ::-1], axis=1)[:, ::-1]  # cum[c, b]: pixels of c with pattern >= FLOOR + b
         return np.array([cum[c, max(b, 0)] if b < PATTERNS else 0 for c, b in enumerate(bits)], dtype=np.int64)
 
-    def thresholds(self) -> np.ndarray:
-        out = np.full(self.n, self.cap, dtype=np.float64)
+    def thresholds(self, protocol: str = "bdl") -> np.ndarray:
+        """Per-class thresholds capped at ``cap``. bdl: the median (an even count: the mean of the middle two),
+        the cap for a class never predicted. reference (SSL.py): the element at index round(n / 2), numpy's
+        half-to-even rounding, of the class's sorted values; 0 for a class never predicted. Either is an exact
+        order statistic of the stored float16 values, so within half a float16 step (2.4e-4 below 1) of the
+        same statistic of the float32 probabilities they were rounded from."""
+        out = np.full(self.n, self.cap if protocol == "bdl" else 0.0, dtype=np.float64)
         cum = np.cumsum(self.hist, axis=1)
         for c in range(self.n):
             total = int(cum[c, -1])
-            if total == 0:  # never predicted: the cap (no pixel of it to keep anyway)
+            if total == 0:  # never predicted: no pixel of it to keep anyway
                 continue
-            ranks = np.array([(total - 1) // 2, total // 2])  # even count: the mean of the middle two
+            if protocol == "bdl":
+                ranks = np.array([(total - 1) // 2, total // 2])
+            else:
+                ranks = np.array([int(np.round(total * 0.5))])  # n * 0.5 is exact in float64 up to 2**53
             bits = (np.searchsorted(cum[c], ranks, side="right") + FLOOR).astype(np.uint16)
-            out[c] = min(float(bits.view(np.float16).astype(np.float64).mean()), self.cap)
-        return out
+            out[c] = float(bits.view(np.float16).astype(np.float64).mean())
+        return np.minimum(out, self.cap)
 
 
 class ProbabilityMean(torch.nn.Module):
@@ -98,33 +107,35 @@ class ProbabilityMean(torch.nn.Module):
         self.models = torch.nn.ModuleList(models)
 
     def forward(self, x):
+        return self._mean(x, lambda m: m(x))
+
+    def strided(self, x):
+        """The same at the models' output stride (``strided_logits``; every model of a loop has one architecture)."""
+        return self._mean(x, lambda m: strided_logits(m, x))
+
+    def _mean(self, x, logits_of):
         if len(self.models) == 1:
-            return self.models[0](x)
-        probs = torch.stack([torch.softmax(m(x).float(), 1) for m in self.models]).mean(0)
+            return logits_of(self.models[0])
+        probs = torch.stack([torch.softmax(logits_of(m).float(), 1) for m in self.models]).mean(0)
         return probs.clamp_min_(1e-12).log_()
 
 
-def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian) -> np.ndarray:
+def class_thresholds(mode: str, threshold: float, stats: ClasswiseMedian, protocol: str = "bdl") -> np.ndarray:
     """Per-class thresholds: ``fixed`` is ``threshold`` for every class, ``classwise`` the class medians
-    of ``stats`` capped at it."""
+    of ``stats`` capped at it (``protocol``'s median, ``ClasswiseMedian.thresholds``)."""
     if mode == "classwise":
-        return stats.thresholds()
+        return stats.thresholds(protocol)
     if mode == "fixed":
         return np.full(stats.n, threshold, dtype=np.float64)
     raise ValueError(f"pseudo-label mode '{mode}' is not fixed or classwise")
 
 
 class PseudoLabelSet(H5SegmentationDataset):
-    """A pseudo-label set: the label of a pixel is its prediction where the stored max probability reaches
-    the class threshold (the file's ``thresholds`` attribute), else 255; images come from ``images_from``."""
+    """A pseudo-label set (``bdl.loops.inference.pseudo_label_set``): each frame's label, 255 where ignored, made
+    with the file's ``thresholds``; images come from ``images_from``."""
 
     def __init__(self, path: Path, images_from: Dataset, crop=None, flip=False, seed=0):
-        super().__init__(path, None, "pred", crop, flip, seed, images_from)
+        check_set(path, "pseudo")
+        super().__init__(path, None, "label", crop, flip, seed, images_from)
         with h5py.File(self.path, "r") as f:
-            self.thresholds16 = np.asarray(f.attrs["thresholds"], dtype=np.float16)
-
-    def _open(self, f):
-        return {"pred": frames(f, "pred"), "prob": frames(f, "prob")}
-
-    def _label(self, arrays, i):
-        return apply_thresholds(arrays["pred"][i], arrays["prob"][i], self.thresholds16)
+            self.thresholds = np.asarray(f.attrs["thresholds"], dtype=np.float64)

@@ -318,10 +318,10 @@ def stage_chain(device, tmp: Path):
         ("train_translator", *src, *tgt, "--segmenter", tmp / "m0.pt", "--ngf", "8", "--n-blocks", "1",
          "--ndf", "8", "--iterations", "4", "--batch-size", "2", "--device", str(device), "--out", tmp / "f.pt"),
         ("translate", "--translator", tmp / "f.pt", *src, "--device", str(device), "--out", tmp / "t.h5"),
-        ("train_segmenter", "--mode", "adversarial", "--translated", tmp / "t.h5", *tgt, "--init", tmp / "m0.pt",
-         *seg, "--out", tmp / "adv.pt"),
+        ("train_segmenter", "--mode", "adversarial", "--translated", tmp / "t.h5", *src, *tgt, "--init",
+         tmp / "m0.pt", *seg, "--out", tmp / "adv.pt"),
         ("pseudo_label", "--segmenter", tmp / "adv.pt", *tgt, "--device", str(device), "--out", tmp / "p.h5"),
-        ("train_segmenter", "--mode", "ssl", "--translated", tmp / "t.h5", "--pseudo", tmp / "p.h5", *tgt,
+        ("train_segmenter", "--mode", "ssl", "--translated", tmp / "t.h5", "--pseudo", tmp / "p.h5", *src, *tgt,
          "--init", tmp / "adv.pt", *seg, "--out", tmp / "ssl.pt"),
         ("evaluate", "--segmenter", tmp / "ssl.pt", *tgt, "--device", str(device), "--out", tmp / "eval.json"),
     ]

@@ -65,8 +65,9 @@ def main(args):
 
     from bdl.artifacts import load_checkpoint
     from bdl.data.cache import cached_set, domain_set, write_cache
-    from bdl.data.datasets import H5SegmentationDataset, make_loader
+    from bdl.data.datasets import make_loader
     from bdl.data.readers import DatasetSpec
+    from bdl.data.translated import TranslatedSet
     from bdl.distributed import pick_device
     from bdl.loops.inference import predict, pseudo_label_set, translate_set
     from bdl.loops.segmenter import SegmenterSettings, train_segmenter
@@ -97,13 +98,14 @@ def main(args):
     def loader(ds, batch=bs, shuffle=True, drop_last=True):
         return make_loader(ds, batch, shuffle, args.workers, drop_last=drop_last)
 
-    def translated():
-        return H5SegmentationDataset(R / "round1" / "translated.h5", flip=True)
-
     def images(domain, spec, with_labels, flip, crop=None):
         """A domain's images as the workflow's stages read them: from the run's cache where it made one."""
         cache = R / "cache" / f"{domain}.h5"
         return domain_set(spec, cache if cache.exists() else None, None, with_labels, crop, flip)
+
+    def translated():
+        """Round 1's translated images with the source's labels, as train_segmenter reads them."""
+        return TranslatedSet(R / "round1" / "translated.h5", images("source", src, True, False), flip=True)
 
     def target_images(flip=True):
         return images("target", tgt, False, flip)
@@ -269,10 +271,11 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
 
     from bdl.artifacts import H5Writer
     from bdl.data.labels import NUM_CLASSES
-    from bdl.loops.inference import predict, pseudo_label_arrays
+    from bdl.loops.inference import labels_from_scratch, predict, scratch_arrays
     from bdl.pseudo import ClasswiseMedian
 
-    arrays = pseudo_label_arrays(ds[0]["image"].shape[-2:])
+    hw = ds[0]["image"].shape[-2:]
+    arrays = scratch_arrays(hw)
     best = {}
 
     @contextlib.contextmanager
@@ -292,11 +295,13 @@ def pseudo_parts(model, ds, make_loader, device, tmp, repeats):
             for prob, pred in outs:
                 stats.add(pred, prob)
         with H5Writer(tmp / "parts.h5", len(ds), arrays) as out:
-            with timed("HDF5 write pred/prob"):
+            with timed("HDF5 write scratch pred/prob"):
                 start = 0
                 for prob, pred in outs:
                     out.write(start, [str(start + i) for i in range(len(prob))], pred=pred, prob=prob)
                     start += len(prob)
+        with timed("labels from the scratch"):  # classwise: the second pass, once the thresholds are known
+            labels_from_scratch(tmp / "parts.h5", tmp / "labels.h5", stats.thresholds(), {}, hw)
     per = {k: 1000 * v / len(ds) for k, v in best.items()}
     extra = sum(v for k, v in per.items() if k != "model + softmax")
     print("pseudo_label parts, ms per frame, run one after another: "

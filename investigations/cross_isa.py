@@ -322,7 +322,7 @@ def stage_commands(work: Path, ref: Path, out: Path, iterations: int) -> dict[st
             [STAGES / "translate.py", "--translator", ref / "translator.pt", *src, "--seed", "0", "--device", "cpu",
              "--out", out / "translated.h5"], out / "translated.h5"),
         "adversarial M (train_segmenter)": (
-            [STAGES / "train_segmenter.py", "--mode", "adversarial", "--translated", ref / "translated.h5",
+            [STAGES / "train_segmenter.py", "--mode", "adversarial", "--translated", ref / "translated.h5", *src,
              "--init", ref / "m0.pt", *tgt, "--iterations", iterations, *common, "--out", out / "adv.pt"],
             out / "adv.pt"),
     }

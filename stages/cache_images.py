@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_dataset_args, dataset_spec, run  # noqa: E402
+from bdl.cli import add_dataset_args, add_protocol_arg, dataset_spec, run  # noqa: E402
 
 
 def get_args_parser():
@@ -22,6 +22,7 @@ def get_args_parser():
     add_dataset_args(p, "source", "for --domain source")
     add_dataset_args(p, "target", "for --domain target (its train split)")
     p.add_argument("--workers", type=int, default=0, help="decoding worker processes")
+    add_protocol_arg(p)
     p.add_argument("--out", required=True, help="image cache (.h5)")
     return p
 
@@ -36,7 +37,8 @@ def main(args):
     size = getattr(args, f"{args.domain}_size")
     attrs = {"made_by": "cache_images", "domain": args.domain, args.domain: json.dumps(vars(spec))}
     n = write_cache(samples, spec.label_decoder() if labelled else None, size, args.out, attrs, args.workers,
-                    lambda it, total: progress(it, total=total, desc=f"cache {args.domain}"), spec)
+                    lambda it, total: progress(it, total=total, desc=f"cache {args.domain}"), spec,
+                    args.protocol)
     print(f"cached {n} {args.domain} images{' with labels' if labelled else ''} in {args.out}", file=sys.stderr)
 
 

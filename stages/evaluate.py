@@ -1,7 +1,17 @@
 #!/usr/bin/env python
 """Evaluate a segmenter on the labelled target val set: mIoU (19, 16, 13 classes), per-class IoU and pixel
 accuracy as JSON, and for the first few images a colour PNG (image | prediction | ground truth) and the
-prediction alone as a trainId palette PNG (<name>_pred.png, read by stages/viewer.py)."""
+prediction alone as a trainId palette PNG (<name>_pred.png, read by stages/viewer.py).
+
+Every image is scored at its label's own size (Cityscapes: 2048x1024), after the model saw it at --target-size.
+--protocol says how, and the JSON records which ("protocol"):
+  bdl        image resized bilinear; M's logits upsampled to its input, then to the label's size
+             (align_corners=False), softmax and argmax there
+  reference  as the reference's evaluation.py (liyunsheng13/BDL): image resized bicubic, the softmax of the
+             logits at M's output stride upsampled once to the label's size (align_corners=True), argmax of
+             those probabilities; labelIds mapped to trainIds at full size. Use it to score a released model
+             (after import_weights.py) as its authors' script does; a GPU's arithmetic may still move a few pixels.
+"""
 
 import argparse
 import sys
@@ -9,18 +19,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_dataset_args, add_procs_arg, add_runtime_args, dataset_spec, run  # noqa: E402
+from bdl.cli import add_dataset_args, add_procs_arg, add_protocol_arg, add_runtime_args, dataset_spec, run  # noqa: E402
 from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--segmenter", required=True, help="segmenter checkpoint")
     add_dataset_args(p, "target", "labelled evaluation images")
     p.add_argument("--split", default=default("target.val_split"), help="split to evaluate (Cityscapes layout)")
     p.add_argument("--predictions", help="folder for the prediction PNGs (<name>.png, <name>_pred.png)")
     p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
+    add_protocol_arg(p, "how images are resized and M's output brought to the label's size (above)")
     add_runtime_args(p, out="metrics (.json)")
     add_procs_arg(p)
     return p
@@ -42,18 +53,19 @@ def main(args):
     model = load_segmenter(args.segmenter)
     spec = dataset_spec(args, "target", split=args.split)
     samples = spec.samples(with_labels=True, split=args.split)
-    ds = SegmentationDataset(samples, None, args.target_size)
+    ds = SegmentationDataset(samples, None, args.target_size, protocol=args.protocol)
     thresholds = None
     if args.pseudo:
-        from bdl.artifacts import read_attrs
+        from bdl.artifacts import check_set
 
-        thresholds = np.asarray(read_attrs(args.pseudo)["thresholds"], dtype=np.float64)
+        thresholds = np.asarray(check_set(args.pseudo, "pseudo")["thresholds"], dtype=np.float64)
     cm, kept, pl = evaluate_set(model, ds, device, args.num_predictions if args.predictions else 0,
                                 decode=spec.label_decoder(), thresholds=thresholds,
-                                compute=ComputeFormat.of(args, device), world=World.from_env())
+                                compute=ComputeFormat.of(args, device), world=World.from_env(), protocol=args.protocol)
     if not World.from_env().main:  # every rank has the summed counts; rank 0 writes
         return
-    result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds)}
+    result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds),
+                             "protocol": args.protocol}
     if pl is not None:
         result["pseudo_label_on_val"] = {
             "source": str(args.pseudo),
@@ -73,8 +85,8 @@ def main(args):
             # the labels themselves, not a picture: the viewer draws them at its own sizes
             save_label_png(pred, out / f"{name}_pred.png")
     write_json(args.out, result)
-    print(f"{args.segmenter}: mIoU {result['miou']:.2f} (16: {result['miou16']:.2f}, 13: {result['miou13']:.2f})",
-          file=sys.stderr)
+    print(f"{args.segmenter}: mIoU {result['miou']:.2f} (16: {result['miou16']:.2f}, 13: {result['miou13']:.2f}; "
+          f"protocol {args.protocol})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,17 @@
 """Export (part of) an HDF5 set to PNG files in a layout other tools read; the kind of set is read from
 its contents.
 
-  translated set (images, labels)  -> the GTA5 layout: <out>/images/<name>.png (the translated image) and
-                                      <out>/labels/<name>.png (palette PNG, index = Cityscapes labelId,
-                                      ignored pixels 0 'unlabeled'), so `--source-format gta5` reads it back
-  pseudo-label set (pred, prob)    -> the Cityscapes layout of its trainId labels (the names of
+  translated set (images)          -> the GTA5 layout: <out>/images/<name>.png (the translated image) and
+                                      <out>/labels/<name>.png (its source label: palette PNG, index = Cityscapes
+                                      labelId, ignored pixels 0 'unlabeled'), so `--source-format gta5` reads
+                                      it back. The labels are read from the source the set records (or the
+                                      --source-... flags, for data that has moved)
+  pseudo-label set (label)         -> the Cityscapes layout of its trainId labels (the names of
                                       cityscapesscripts' createTrainIdLabelImgs):
-                                      <out>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png, the
-                                      class thresholds applied, 255 where ignored, at the size the set
-                                      was made (target.size); <city> comes from <city>_<seq>_<frame> names
-                                      (other names go to the city folder 'other')
+                                      <out>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png, 255
+                                      where ignored, at the size the set was made (target.size); <city>
+                                      comes from <city>_<seq>_<frame> names (other names go to the city
+                                      folder 'other')
 With --preview, colour labels (ignored pixels black) also go to <out>/preview/<name>.png.
 
   python stages/export_set.py results/demo/round1/translated.h5 --out translated_gta5 --first 50
@@ -26,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
-from bdl.cli import positive_int, run  # noqa: E402
+from bdl.cli import add_dataset_args, positive_int, run  # noqa: E402
 
 CITYSCAPES_NAME = re.compile(r"(?P<city>.+)_\d+_\d+")
 
@@ -40,15 +42,23 @@ def get_args_parser():
     p.add_argument("--split", default=None,
                    help="split folder of a pseudo-label export (default: the split the set was made from)")
     p.add_argument("--preview", action="store_true", help="also write colour labels under <out>/preview/")
+    add_dataset_args(p, "source", "a translated set's labels; default: the source it records")
     return p
 
 
 def set_kind(f, path: Path) -> str:
+    from bdl.artifacts import check_set
+
     held = set(f)
+    kind = f.attrs.get("set_kind")
+    if kind in ("translated", "pseudo"):
+        check_set(path, kind)
+        return kind
+    # an older layout (translated: images and labels; pseudo-labels: pred and prob): refused, saying what to rerun
     if {"images", "labels", "names"} <= held:
-        return "translated"
+        check_set(path, "translated")
     if {"pred", "prob", "names"} <= held and "thresholds" in f.attrs:
-        return "pseudo"
+        check_set(path, "pseudo")
     made_by = f.attrs.get("made_by", "an unknown stage")
     raise BDLError(f"{path}: not a translated or pseudo-label set (it holds {', '.join(sorted(held)) or 'nothing'}; "
                    f"made by {made_by})")
@@ -82,9 +92,9 @@ def main(args):
     import numpy as np
     from PIL import Image
 
-    from bdl.artifacts import atomic_path
+    from bdl.artifacts import atomic_path, frames
     from bdl.data.labels import PALETTE, TRAINID_TO_LABELID, colorize
-    from bdl.pseudo import apply_thresholds
+    from bdl.data.translated import recorded_source
 
     path = Path(args.set)
     if not path.is_file():
@@ -106,19 +116,19 @@ def main(args):
         kind = set_kind(f, path)
         names = [n.decode() if isinstance(n, bytes) else n for n in f["names"][:]]
         wanted = selection(names, args, path)
+        if kind == "translated":
+            source, images = recorded_source(path, args), frames(f, "images")
         if kind == "pseudo":
             split = pseudo_split(f, args)
-            # float16, as PseudoLabelSet applies them in training: the export is what M was trained on
-            thresholds = np.asarray(f.attrs["thresholds"], dtype=np.float16)
         for i in wanted:
             if kind == "translated":
-                label = f["labels"][i]
-                save(Image.fromarray(f["images"][i]), out / "images" / f"{names[i]}.png")
+                label = source.label_at(i)
+                save(Image.fromarray(images[i]), out / "images" / f"{names[i]}.png")
                 ids = Image.fromarray(TRAINID_TO_LABELID[label], mode="P")
                 ids.putpalette(palette.ravel().tolist())
                 save(ids, out / "labels" / f"{names[i]}.png")
             else:
-                label = apply_thresholds(f["pred"][i], f["prob"][i], thresholds)
+                label = f["label"][i]  # what M was trained on
                 match = CITYSCAPES_NAME.fullmatch(names[i])
                 city = match["city"] if match else "other"
                 save(Image.fromarray(label, mode="L"),

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Gallery PNGs for inspection, for a fixed sample of images.
 
-  --translated T.h5 --source-...: source image | translated image | source label overlay
+  --translated T.h5 --source-...: source image | translated image | source label overlay (the label read from
+                                   the source, as the segmenter reads it)
   --pseudo P.h5 --target-...:     target image | pseudo-label | ignored mask (white = ignored)
 """
 
@@ -31,9 +32,11 @@ def main(args):
     import h5py
     import numpy as np
 
+    from bdl.artifacts import check_set, frames
+    from bdl.data.cache import domain_set
     from bdl.data.labels import colorize
     from bdl.data.readers import read_image, resize_pair
-    from bdl.pseudo import apply_thresholds
+    from bdl.data.translated import check_source
     from bdl.viz import ignored_mask, overlay, save_grid
 
     if bool(args.translated) == bool(args.pseudo):
@@ -41,18 +44,23 @@ def main(args):
     path = Path(args.translated or args.pseudo)
     prefix = "source" if args.translated else "target"
     spec = dataset_spec(args, prefix)
-    samples = spec.samples(with_labels=False)
     size = getattr(args, f"{prefix}_size")
+    # a translated set's labels are the source's, read as the segmenter reads them
+    source = domain_set(spec, None, size, True) if args.translated else None
+    if source is not None:
+        check_source(path, source)
+    samples = source.samples if source is not None else spec.samples(with_labels=False)
     rows = []
     with h5py.File(path, "r") as f:
         n = len(f["names"])
-        thresholds = None if args.translated else np.asarray(f.attrs["thresholds"], dtype=np.float16)
+        if not args.translated:
+            check_set(path, "pseudo")
         # evenly spaced, so the same images appear in every round's gallery
         for i in np.linspace(0, n - 1, min(args.count, n)).round().astype(int):
             image, _ = resize_pair(read_image(samples[i].image), None, size)
-            label = f["labels"][i] if args.translated else apply_thresholds(f["pred"][i], f["prob"][i], thresholds)
+            label = source.label_at(i) if args.translated else f["label"][i]
             if args.translated:
-                rows.append([image, f["images"][i], overlay(image, label)])
+                rows.append([image, frames(f, "images")[i], overlay(image, label)])
             else:
                 rows.append([image, colorize(label), ignored_mask(label)])
     save_grid(rows, args.out, scale=args.scale)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Import translated source images made elsewhere (the reference's released "GTA5 as CityScapes" images, or
-another translator's) as a round's translated set: the HDF5 file translate.py writes, with the source's own
-labels, so the round's segmenters train on it as on F_k's output (config key ``import_translated``).
+another translator's) as a round's translated set: the HDF5 file translate.py writes (the images alone; the labels
+stay the source's), so the round's segmenters train on it as on F_k's output (config key ``import_translated``).
 
 Every source frame must have its translation in --images, found by file name (stem; .png or .jpg) under the
 folder or its ``images/`` subfolder; each must be the source frame's own size or the training size
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
-from bdl.cli import add_cache_arg, add_dataset_args, dataset_spec, image_set, run  # noqa: E402
+from bdl.cli import add_cache_arg, add_dataset_args, add_protocol_arg, dataset_spec, image_set, run  # noqa: E402
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -31,6 +31,7 @@ def get_args_parser():
     p.add_argument("--images", required=True, help="folder of translated source images, named as the source's")
     add_dataset_args(p, "source", "the labelled source those images translate")
     add_cache_arg(p, "source")
+    add_protocol_arg(p, "how the images are resized to the training size")
     p.add_argument("--out", required=True, help="translated set (.h5)")
     return p
 
@@ -45,10 +46,9 @@ def translations(folder: Path) -> dict:
 
 
 def main(args):
-    import numpy as np
-
-    from bdl.artifacts import H5Writer
+    from bdl.artifacts import H5Writer, names_hash, set_attrs
     from bdl.data.readers import image_size, read_image, resize_pair
+    from bdl.data.translated import translated_arrays
     from bdl.training import progress
 
     spec = dataset_spec(args, "source")
@@ -68,13 +68,12 @@ def main(args):
                            f"{native[0]}x{native[1]} and the training size (source.size) {w}x{h}")
     extra = len(found) - len(samples)
     attrs = {"made_by": "import_translated", "translator": f"imported from {args.images}",
-             "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}
-    with H5Writer(args.out, len(samples), {"images": ((h, w, 3), "uint8"), "labels": ((h, w), "uint8")},
-                  attrs) as out:
+             "names_hash": names_hash(s.name for s in samples), "source": json.dumps(vars(spec)),
+             "source_size": json.dumps(args.source_size)} | set_attrs("translated")
+    with H5Writer(args.out, len(samples), translated_arrays((h, w)), attrs) as out:
         for i, s in enumerate(progress(samples, desc="import")):
-            image, _ = resize_pair(read_image(found[Path(s.name).stem]), None, train_size)
-            label = source[i]["label"].numpy().astype(np.uint8)
-            out.write(i, [s.name], images=image[None], labels=label[None])
+            image, _ = resize_pair(read_image(found[Path(s.name).stem]), None, train_size, args.protocol)
+            out.write(i, [s.name], images=image[None])
     print(f"wrote {len(samples)} imported translations to {args.out}"
           + (f"; {extra} images in {args.images} are of frames the source listing does not hold" if extra else ""),
           file=sys.stderr)

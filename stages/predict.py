@@ -9,8 +9,8 @@ under --out and keeping the image's sub-folder:
                         scripts and benchmark server
 --formats picks which (e.g. --formats labelIds alone for a folder to hand to cityscapesscripts' evaluation,
 which finds every PNG named after a frame and refuses two predictions of one).
-The model sees the image resized to --size when given (as in training), and its logits are upsampled back
-to the image's own size, as the evaluation does.
+The model sees the image resized to --size when given (as in training), and its output is brought back to
+the image's own size as the evaluation does under the same --protocol (stages/evaluate.py --help).
 
   python stages/predict.py --segmenter results/demo/round2/ssl3/segmenter.pt --images my_photos --out pred
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError  # noqa: E402
-from bdl.cli import add_runtime_args, run  # noqa: E402
+from bdl.cli import add_protocol_arg, add_runtime_args, run  # noqa: E402
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("trainIds", "color", "labelIds")
@@ -37,6 +37,7 @@ def get_args_parser():
     p.add_argument("--label-ids", action="store_true", help="also write Cityscapes labelId PNGs")
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=["trainIds", "color"],
                    help="which PNGs to write (default: trainIds color; --label-ids adds labelIds)")
+    add_protocol_arg(p, "how images are resized and M's output brought to their size (stages/evaluate.py)")
     add_runtime_args(p, out="folder for the label PNGs")
     return p
 
@@ -88,9 +89,9 @@ def main(args):
 
     for image_path, rel in progress(items, desc="predict"):
         image = read_image(image_path)
-        resized, _ = resize_pair(image, None, args.size)
+        resized, _ = resize_pair(image, None, args.size, args.protocol)
         _, pred = predict_full_size(model, torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1),
-                                    image.shape[:2], device, compute)
+                                    image.shape[:2], device, compute, args.protocol)
         train_ids = pred.numpy().astype(np.uint8)
         if "trainIds" in formats:
             save(train_ids, out / f"{rel}_trainIds.png")

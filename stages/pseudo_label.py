@@ -5,6 +5,13 @@ threshold, else 255 (applied when the set is read). Target train labels are neve
 
 --mode fixed:     one threshold for all classes (the paper: 0.9)
 --mode classwise: per-class median of the max probability, capped at --threshold (the reference code)
+
+--protocol bdl:       softmax of M's logits upsampled to the image; a class's median is the exact median
+--protocol reference: as the reference's SSL.py: softmax at M's output stride, the probabilities upsampled to
+                      the image (align_corners=True), argmax and max of those; a class's median is the element
+                      at index round(n / 2) of its sorted max probabilities (0 for a class never predicted).
+Either way the medians come from per-class histograms of the stored float16 values: exact order statistics of
+what is stored, in memory that does not grow with the set.
 """
 
 import argparse
@@ -14,7 +21,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_cache_arg, add_dataset_args, add_runtime_args, dataset_spec, image_set, probability, run  # noqa: E402
+from bdl.cli import (  # noqa: E402
+    add_cache_arg,
+    add_dataset_args,
+    add_protocol_arg,
+    add_runtime_args,
+    dataset_spec,
+    image_set,
+    probability,
+    run,
+)
 from bdl.defaults import default  # noqa: E402
 
 
@@ -28,6 +44,7 @@ def get_args_parser():
     p.add_argument("--threshold", type=probability, default=default("pseudo_label.threshold"),
                    help="fixed threshold, or the classwise cap")
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
+    add_protocol_arg(p, "how images are resized, where the softmax is taken and which median (above)")
     add_runtime_args(p, out="pseudo-label set (.h5)")
     from bdl.cli import add_procs_arg
 
@@ -54,11 +71,11 @@ def main(args):
     # several labellers as a JSON list: paths may hold spaces
     labellers = str(args.segmenter[0]) if len(args.segmenter) == 1 else json.dumps([str(p) for p in args.segmenter])
     attrs = {"made_by": "pseudo_label", "segmenter": labellers, "mode": args.mode,
-             "threshold": args.threshold, "target": json.dumps(vars(spec)),
+             "threshold": args.threshold, "target": json.dumps(vars(spec)), "protocol": args.protocol,
              "names_hash": names_hash([s.name for s in ds.samples])}
     thresholds, kept, predicted = pseudo_label_set(model, make_loader(ds, args.batch_size, False, args.workers),
                                                    args.out, args.mode, args.threshold, attrs, device, hw,
-                                                   ComputeFormat.of(args, device), world)
+                                                   ComputeFormat.of(args, device), world, args.protocol)
     if not world.main:
         return
     share = kept.sum() / max(predicted.sum(), 1)

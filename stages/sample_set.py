@@ -44,7 +44,12 @@ def main(args):
         with atomic_path(args.out) as tmp, h5py.File(tmp, "w") as out:
             for key, data in f.items():
                 if len(data) == n:  # per-frame arrays; h5py reads a sorted index list in one call
-                    out.create_dataset(key, data=data[list(indices)] if len(indices) else data[:0])
+                    # stored as in the set (chunks, filter, codec attribute): the rows are copied as stored
+                    plist = data.id.get_create_plist() if data.chunks else None
+                    copy = out.create_dataset(key, (len(indices), *data.shape[1:]), dtype=data.dtype, dcpl=plist)
+                    if len(indices):
+                        copy[...] = data[list(indices)]
+                    copy.attrs.update(dict(data.attrs))
             out.attrs.update(dict(f.attrs))
             out.attrs.update({"sample_of": str(path), "indices": indices, "total": n})
     print(f"{args.out}: {len(indices)} of {n} frames of {path}", file=sys.stderr)

@@ -2,8 +2,10 @@
 """Train the segmenter M: source-only (M0), adversarial (Eq. 1), self-supervised (Eq. 3) or target oracle.
 
   M0:          --mode source      --source-format gta5 --source-root DIR ...
-  M_k (adv):   --mode adversarial --translated round1/translated.h5 --target-format cityscapes ...
-  M_k (SSL):   --mode ssl         --translated ... --pseudo round1/ssl1/pseudo.h5 --target-...
+  M_k (adv):   --mode adversarial --translated round1/translated.h5 --source-... --target-format cityscapes ...
+  M_k (SSL):   --mode ssl         --translated ... --source-... --pseudo round1/ssl1/pseudo.h5 --target-...
+
+A translated set holds F(S)'s images only: their labels come from the source (--source-cache or its files).
   upper bound: --mode oracle      --target-... (reads the target's train labels; only this mode does)
 
 Resumes from ``<out>.partial.pt`` when rerun after a crash; writes ``--out`` only when finished.
@@ -22,10 +24,11 @@ from bdl.defaults import default  # noqa: E402
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", required=True, choices=("source", "adversarial", "ssl", "oracle"))
-    cli.add_dataset_args(p, "source", "labelled source, for --mode source")
+    cli.add_dataset_args(p, "source", "labelled source, for --mode source; its labels for --translated")
     cli.add_dataset_args(p, "target", "target images; labels only in --mode oracle")
     cli.add_cache_arg(p, "source")
     cli.add_cache_arg(p, "target")
+    cli.add_protocol_arg(p, "how images are resized and --eval-every scores")
     p.add_argument("--translated", help="translated source set (HDF5 from translate.py) for adversarial/ssl")
     p.add_argument("--pseudo", help="pseudo-label set (HDF5 from pseudo_label.py) for --mode ssl")
     m = p.add_argument_group("model")
@@ -71,7 +74,8 @@ def get_args_parser():
 def main(args):
     from bdl.artifacts import load_checkpoint, names_hash, read_attrs
     from bdl.data.cache import domain_set
-    from bdl.data.datasets import H5SegmentationDataset, make_loader
+    from bdl.data.datasets import make_loader
+    from bdl.data.translated import TranslatedSet
     from bdl.distributed import World, split_batch
     from bdl.models import build_segmenter, segmenter_arch, segmenter_from_checkpoint
     from bdl.pseudo import PseudoLabelSet
@@ -82,6 +86,9 @@ def main(args):
         raise BDLError(f"--mode {args.mode} needs --translated")
     if args.mode == "ssl" and not args.pseudo:
         raise BDLError("--mode ssl needs --pseudo")
+    if args.mode in ("adversarial", "ssl") and not (args.source_format and args.source_root):
+        raise BDLError(f"--translated {args.translated}: a translated set holds the images only, its labels are the "
+                       "source's: give --source-format and --source-root (and --source-cache if there is one)")
     if args.lr_schedule == "poly" and args.lr_horizon is not None and args.lr_horizon < args.iterations:
         raise BDLError(f"--lr-horizon {args.lr_horizon} is shorter than --iterations {args.iterations}: the rate would "
                        "pass zero (config segmenter.lr_horizon)")
@@ -94,9 +101,10 @@ def main(args):
         src = cli.image_set(args, "source", True, crop, flip, args.seed)
     elif args.mode == "oracle":
         spec = cli.dataset_spec(args, "target")
-        src = domain_set(spec, None, args.target_size, True, crop, flip, args.seed)  # labels: never cached
+        src = domain_set(spec, None, args.target_size, True, crop, flip, args.seed,  # labels: never cached
+                         protocol=args.protocol)
     else:
-        src = H5SegmentationDataset(args.translated, crop=crop, flip=flip, seed=args.seed)
+        src = TranslatedSet(args.translated, cli.image_set(args, "source", True), crop=crop, flip=flip, seed=args.seed)
 
     # with_labels=False: adaptation must never see a target training label
     tgt = None
@@ -148,10 +156,12 @@ def val_score(args, model, device, compute):
     from bdl.loops.inference import evaluate_set
 
     spec = cli.dataset_spec(args, "target", split=args.eval_split)
-    val = SegmentationDataset(spec.samples(with_labels=True, split=args.eval_split), None, args.target_size)
+    val = SegmentationDataset(spec.samples(with_labels=True, split=args.eval_split), None, args.target_size,
+                              protocol=args.protocol)
 
     def score() -> dict:
-        cm, _, _ = evaluate_set(model, val, device, decode=spec.label_decoder(), compute=compute)
+        cm, _, _ = evaluate_set(model, val, device, decode=spec.label_decoder(), compute=compute,
+                                protocol=args.protocol)
         compute.model(model).train()  # evaluate_set leaves it in eval mode
         return {"val_miou": cm.summary()["miou"]}
 

@@ -21,6 +21,7 @@ def get_args_parser():
     cli.add_dataset_args(p, "target", "target images (domain B)")
     cli.add_cache_arg(p, "source")
     cli.add_cache_arg(p, "target")
+    cli.add_protocol_arg(p)
     p.add_argument("--segmenter", help="frozen M checkpoint for the perceptual loss (omit to train without it)")
     p.add_argument("--init", help="start F and F_inv from this translator checkpoint (the previous round's); the "
                                   "PatchGANs and optimisers start afresh")

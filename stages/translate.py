@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Translate the whole source set with F and write it to one HDF5 file: uint8 images, the source labels,
-names, and attributes naming the translator and data that made it. export_set.py writes it as GTA5-layout PNGs."""
+"""Translate the whole source set with F and write it to one HDF5 file: the uint8 images (lossless, compressed),
+names, and attributes naming the translator and data that made it. The labels are not copied: the segmenter
+reads them from the source (its cache or files). export_set.py writes it, with those labels, as GTA5-layout PNGs."""
 
 import argparse
 import json
@@ -9,7 +10,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bdl.cli import add_cache_arg, add_dataset_args, add_procs_arg, add_runtime_args, dataset_spec, image_set, run  # noqa: E402
+from bdl.cli import (  # noqa: E402
+    add_cache_arg,
+    add_dataset_args,
+    add_procs_arg,
+    add_protocol_arg,
+    add_runtime_args,
+    dataset_spec,
+    image_set,
+    run,
+)
 from bdl.defaults import default  # noqa: E402
 
 
@@ -18,6 +28,7 @@ def get_args_parser():
     p.add_argument("--translator", required=True, help="checkpoint from train_translator.py")
     add_dataset_args(p, "source", "labelled source to translate")
     add_cache_arg(p, "source")
+    add_protocol_arg(p)
     p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"))
     add_runtime_args(p, out="translated set (.h5)")
     add_procs_arg(p)
@@ -25,7 +36,7 @@ def get_args_parser():
 
 
 def main(args):
-    from bdl.artifacts import load_checkpoint, load_weights
+    from bdl.artifacts import load_checkpoint, load_weights, names_hash
     from bdl.data.datasets import make_loader
     from bdl.distributed import World
     from bdl.loops.inference import translate_set
@@ -37,10 +48,11 @@ def main(args):
     generator, _ = build_translator(state["arch"])
     load_weights(generator, state["model"], args.translator, "translator")
     spec = dataset_spec(args, "source")
-    ds = image_set(args, "source", True, spec=spec)
+    ds = image_set(args, "source", True, spec=spec)  # the labelled frames: the listing the segmenter trains on
     first = ds[0]["image"]
     attrs = {"made_by": "translate", "translator": str(args.translator),
-             "source": json.dumps(vars(spec)), "source_size": json.dumps(args.source_size)}
+             "names_hash": names_hash(s.name for s in ds.samples), "source": json.dumps(vars(spec)),
+             "source_size": json.dumps(args.source_size)}
     n = translate_set(generator, make_loader(ds, args.batch_size, False, args.workers), args.out, attrs, device,
                       tuple(first.shape[-2:]), ComputeFormat.of(args, device), World.from_env())
     if World.from_env().main:

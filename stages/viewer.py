@@ -192,20 +192,26 @@ def open_sets(pairs, want: tuple, what: str, samples, flag: str) -> list:
 
 
 def translated_section(args, pairs, tiles: Tiles) -> dict:
+    from bdl.artifacts import check_set, frames
+    from bdl.data.cache import domain_set
     from bdl.data.readers import read_image, resize_pair
     from bdl.viz import sample_indices
 
-    samples = dataset_spec(args, "source").samples(with_labels=False)
-    sets = open_sets(pairs, ("images", "labels", "names"), "translated set", samples, "--translated")
+    # the sets hold the translations only: the labels are the source's, read as the segmenter reads them
+    spec = dataset_spec(args, "source")
+    source = domain_set(spec, None, args.source_size, True)
+    samples = source.samples
+    for _, path in pairs:
+        check_set(path, "translated")
+    sets = open_sets(pairs, ("images", "names"), "translated set", samples, "--translated")
     rows = []
     for row, i in enumerate(sample_indices(len(samples), args.sample)):
         image, _ = resize_pair(read_image(samples[i].image), None, args.source_size)
         name = samples[i].name
         cells = [tiles.cell("translated", row, "source", image, alt=f"source {name}")]
-        cells += [tiles.cell("translated", row, key, f["images"][at(i)], alt=f"{key} {name}")
+        cells += [tiles.cell("translated", row, key, frames(f, "images")[at(i)], alt=f"{key} {name}")
                   for key, _, f, at in sets]
-        first, at = sets[0][2], sets[0][3]
-        cells.append(tiles.cell("translated", row, "label", label=first["labels"][at(i)], alt=f"label {name}"))
+        cells.append(tiles.cell("translated", row, "label", label=source.label_at(i), alt=f"label {name}"))
         rows.append((name, cells))
     return {"id": "translated", "title": "Source frames and their translation", "rows": rows, "total": len(samples),
             "columns": ["source", *(f"translated, {key}" for key, *_ in sets), "source label"],
@@ -216,23 +222,21 @@ def pseudo_section(args, pairs, tiles: Tiles) -> dict:
     import numpy as np
 
     from bdl.data.readers import read_image, resize_pair
-    from bdl.pseudo import apply_thresholds
     from bdl.viz import sample_indices
 
     samples = dataset_spec(args, "target").samples(with_labels=False)
-    sets = open_sets(pairs, ("pred", "prob", "names"), "pseudo-label set", samples, "--pseudo")
-    thresholds = []
-    for _, path, f, _ in sets:
-        if "thresholds" not in f.attrs:
-            raise BDLError(f"{path}: not a pseudo-label set (no 'thresholds' attribute)")
-        thresholds.append(np.asarray(f.attrs["thresholds"], dtype=np.float16))  # the precision it stores
+    from bdl.artifacts import check_set
+
+    for _, path in pairs:
+        check_set(path, "pseudo")
+    sets = open_sets(pairs, ("label", "names"), "pseudo-label set", samples, "--pseudo")
     rows = []
     for row, i in enumerate(sample_indices(len(samples), args.sample)):
         image, _ = resize_pair(read_image(samples[i].image), None, args.target_size)
         name = samples[i].name
         cells = [tiles.cell("pseudo", row, "target", image, alt=f"target {name}")]
-        for (key, _, f, at), t in zip(sets, thresholds):
-            label = apply_thresholds(f["pred"][at(i)], f["prob"][at(i)], t)
+        for key, _, f, at in sets:
+            label = f["label"][at(i)]
             kept = f"{100 * np.mean(label != 255):.0f}% kept"
             cells.append(tiles.cell("pseudo", row, key, image, label, alt=f"{key} {name}", note=kept))
         rows.append((name, cells))

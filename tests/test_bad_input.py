@@ -161,3 +161,12 @@ def test_a_missing_mode_input_is_named_before_any_data_is_read(tmp_path, mode, m
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and lines[-1] == f"error: --mode {mode} needs {missing}", proc.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_translated_set_without_its_source_is_refused_naming_the_flags(tmp_path):
+    proc = run_stage("train_segmenter", "--mode", "adversarial", "--translated", tmp_path / "t.h5",
+                     "--target-format", "cityscapes", "--target-root", tmp_path / "nowhere", "--iterations", "1",
+                     "--out", tmp_path / "m.pt", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines[-1].startswith("error: --translated ")
+    assert "its labels are the source's: give --source-format and --source-root" in lines[-1]

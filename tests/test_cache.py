@@ -86,7 +86,7 @@ def test_stages_give_the_same_results_with_and_without_the_cache(tiny_demo, tmp_
     run_stage("pseudo_label", *pl, "--out", tmp_path / "files.h5")
     run_stage("pseudo_label", *pl, "--target-cache", tmp_path / "target.h5", "--out", tmp_path / "cached.h5")
     with h5py.File(tmp_path / "files.h5") as f, h5py.File(tmp_path / "cached.h5") as g:
-        for key in ("pred", "prob", "names"):
+        for key in ("label", "names"):
             assert np.array_equal(f[key][:], g[key][:])
         assert np.array_equal(f.attrs["thresholds"], g.attrs["thresholds"])
     # the target's cache given for the source: one line, exit 2, no checkpoint

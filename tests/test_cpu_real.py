@@ -97,11 +97,13 @@ def test_pseudo_labels_from_several_models(tmp_path, tiny_demo):
         run_stage("pseudo_label", "--segmenter", *models, *target_flags(tiny_demo), "--threads", "1",
                   "--out", tmp_path / f"{name}.h5")
         with h5py.File(tmp_path / f"{name}.h5") as f:
-            sets[name] = f["pred"][()], f["prob"][()], f.attrs["thresholds"]
+            sets[name] = f["label"][()], f.attrs["thresholds"]
             labellers = f.attrs["segmenter"]
         assert labellers == (str(models[0]) if len(models) == 1 else json.dumps([str(m) for m in models]))
-    for a, b in zip(sets["one"], sets["twice"]):
-        assert (abs(a.astype(float) - b.astype(float)) <= 1e-3).all()
+    (one, t_one), (twice, t_twice) = sets["one"], sets["twice"]
+    # the mean of a model with itself: the same probabilities up to rounding, so the same labels but for a pixel
+    # whose probability sits on its class threshold
+    assert (one == twice).mean() >= 0.999 and (abs(t_one - t_twice) <= 1e-3).all()
 
 
 def translator_weights(path):

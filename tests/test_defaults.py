@@ -11,7 +11,7 @@ from conftest import STAGES
 from bdl.defaults import default, switch
 
 RUNTIME = {"device": "device", "seed": "seed", "workers": "runtime.workers", "bf16": "runtime.bf16",
-           "channels_last": "runtime.channels_last", "procs": "runtime.gpus_per_job"}
+           "channels_last": "runtime.channels_last", "procs": "runtime.gpus_per_job", "protocol": "protocol"}
 TRAINING = RUNTIME | {"checkpoint_every": "runtime.checkpoint_every", "log_every": "runtime.log_every"}
 SEGMENTER_WATCH = {"eval_every": "runtime.eval_every", "eval_split": "target.val_split"}
 DATA = {f"{d}_{k}": f"{d}.{k}" for d in ("source", "target") for k in ("size", "on_mismatch")} | {
@@ -28,7 +28,7 @@ KEYS = {
                                       "batch_size": "runtime.inference_batch_size"},
     "translate": RUNTIME | DATA | {"batch_size": "runtime.inference_batch_size"},
     "evaluate": RUNTIME | DATA | {"num_predictions": "evaluate.num_predictions", "split": "target.val_split"},
-    "cache_images": DATA | {"workers": "runtime.workers"},
+    "cache_images": DATA | {"workers": "runtime.workers", "protocol": "protocol"},
     "check_data": DATA | {"target_train_split": "target.train_split", "target_val_split": "target.val_split"},
     "make_demo_data": {k: f"demo.{k}" for k in ("n_source", "n_target_train", "n_target_val", "width", "height",
                                                  "seed")},

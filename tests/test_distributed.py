@@ -171,8 +171,9 @@ def test_translated_set_of_two_processes_equals_one_process(translated):
 
 
 def train(demo, translated_set, out, procs, *extra, wait=True):
-    args = [sys.executable, str(STAGES / "train_segmenter.py"), *TRAIN, *target_flags(demo), "--translated",
-            translated_set, *RUNTIME, "--procs", procs, "--out", out, "--losses", out.with_suffix(".tsv"), *extra]
+    args = [sys.executable, str(STAGES / "train_segmenter.py"), *TRAIN, *source_flags(demo), *target_flags(demo),
+            "--translated", translated_set, *RUNTIME, "--procs", procs, "--out", out,
+            "--losses", out.with_suffix(".tsv"), *extra]
     if not wait:  # its own session: the test kills the launcher and its workers at once
         return subprocess.Popen(list(map(str, args)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True, text=True)
@@ -264,8 +265,9 @@ def test_two_process_run_killed_midway_resumes_to_the_uninterrupted_weights(tiny
 
 
 def test_a_batch_that_does_not_split_is_refused_naming_the_key(tiny_demo, translated, tmp_path):
-    proc = run_stage("train_segmenter", *TRAIN, "--batch-size", 3, "--iterations", 2, *target_flags(tiny_demo),
-                     "--translated", translated[1], *RUNTIME, "--procs", 2, "--out", tmp_path / "M.pt", check=False)
+    proc = run_stage("train_segmenter", *TRAIN, "--batch-size", 3, "--iterations", 2, *source_flags(tiny_demo),
+                     *target_flags(tiny_demo), "--translated", translated[1], *RUNTIME, "--procs", 2,
+                     "--out", tmp_path / "M.pt", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error:")
     assert "config key 'segmenter.batch_size': 3 does not divide among 2 processes" in proc.stderr

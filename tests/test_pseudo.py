@@ -81,3 +81,25 @@ def test_a_nan_probability_or_an_unknown_class_is_refused_not_counted():
     with pytest.raises(TypeError, match="float16"):
         cm.add(np.array([0], np.uint8), np.array([0.5], np.float32))
     assert cm.predicted().sum() == 0
+
+
+def test_labels_from_the_scratch_apply_the_float16_thresholds(tmp_path):
+    """A classwise pass's second pass: each frame's label is apply_thresholds of its argmax and probability, in
+    runs of frames, and the set holds the label alone."""
+    import h5py
+
+    from bdl.artifacts import H5Writer, check_set, set_attrs
+    from bdl.loops.inference import labels_from_scratch, scratch_arrays
+
+    rng = np.random.default_rng(3)
+    pred = rng.integers(0, 19, (7, 3, 4), dtype=np.uint8)
+    prob = rng.uniform(0.05, 1, (7, 3, 4)).astype(np.float16)
+    thresholds = rng.uniform(0.3, 0.9, 19)
+    with H5Writer(tmp_path / "scratch.h5", 7, scratch_arrays((3, 4))) as out:
+        out.write(0, list("abcdefg"), pred=pred, prob=prob)
+    labels_from_scratch(tmp_path / "scratch.h5", tmp_path / "p.h5", thresholds,
+                        set_attrs("pseudo") | {"thresholds": thresholds}, (3, 4), rows=3)
+    check_set(tmp_path / "p.h5", "pseudo")
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert sorted(f) == ["label", "names"] and list(f["names"].asstr()[:]) == list("abcdefg")
+        assert np.array_equal(f["label"][:], apply_thresholds(pred, prob, thresholds.astype(np.float16)))

@@ -137,7 +137,7 @@ def test_bad_input_is_one_line(tmp_path, finished_run):
     proc = run_stage("viewer", "--pseudo", f"round1_ssl1={translated}", *target_flags(results / "data"),
                      "--out", tmp_path / "v", check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        f"error: {translated}: not a pseudo-label set (no 'pred' array)"]
+        f"error: {translated}: a translated set, not a pseudo-label set"]
     assert not (tmp_path / "v").exists() and not list(tmp_path.glob(".v.*"))
 
 
@@ -158,13 +158,16 @@ def test_the_viewer_reads_a_sample_of_each_translated_set(finished_run, tmp_path
     import h5py
     import numpy as np
 
+    from bdl.artifacts import frames
+
     _, results = finished_run
     full, sample = results / "round1" / "translated.h5", results / "round1" / "viewer_sample.h5"
     with h5py.File(full, "r") as f, h5py.File(sample, "r") as s:
         indices = list(s.attrs["indices"])
         assert s.attrs["total"] == len(f["names"]) and 0 < len(indices) <= default("viewer.sample")
-        for key in ("images", "labels", "names"):
+        for key in ("images", "names"):  # stored as in the set: the rows copied as they are
             assert np.array_equal(s[key][:], f[key][indices]), key
+        assert np.array_equal(frames(s, "images")[:], frames(f, "images")[indices])
     refused = run_stage("sample_set", tmp_path / "nope.h5", "--out", tmp_path / "s.h5", check=False)
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("error:")
     assert not (tmp_path / "s.h5").exists()

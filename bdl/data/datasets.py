@@ -9,11 +9,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from bdl.artifacts import frames
+from bdl.artifacts import DecodedFrames, frames
 from bdl.data.labels import IGNORE
-from bdl.data.readers import Sample, fit_label, read_image, resize_pair
+from bdl.data.readers import Sample, fit_label, image_size, read_image, resize_pair
 from bdl.distributed import World
 from bdl.errors import BDLError
 
@@ -56,14 +57,24 @@ class SegmentationDataset(_Augmenting):
     """Reader samples -> {'image': uint8 3xHxW, 'label': int64 HxW (if labelled), 'index': i}."""
 
     def __init__(self, samples: list[Sample], decode_label=None, size=None, crop=None, flip=False, seed=0,
-                 on_mismatch="error", mismatch_key="source.on_mismatch"):
+                 on_mismatch="error", mismatch_key="source.on_mismatch", protocol="bdl"):
         super().__init__(crop, flip, seed)
         self.samples, self.decode_label = samples, decode_label
         self.size = tuple(size) if size else None
+        self.protocol = protocol  # the image's resampling filter when resized (bdl.protocol)
         self.on_mismatch, self.mismatch_key = on_mismatch, mismatch_key
 
     def __len__(self):
         return len(self.samples)
+
+    def label_at(self, i) -> np.ndarray:
+        """Frame i's label as ``__getitem__`` gives it before augmenting (uint8), without decoding the image."""
+        s = self.samples[i]
+        w, h = image_size(s.image)
+        label = fit_label(self.decode_label(s.label), (h, w), self.on_mismatch, s.label, s.image, self.mismatch_key)
+        if self.size is not None and (w, h) != self.size:
+            label = np.asarray(Image.fromarray(label).resize(self.size, Image.NEAREST))
+        return label.astype(np.uint8)
 
     def __getitem__(self, i):
         s = self.samples[i]
@@ -71,7 +82,7 @@ class SegmentationDataset(_Augmenting):
         label = self.decode_label(s.label) if (s.label is not None and self.decode_label) else None
         if label is not None:
             label = fit_label(label, image.shape[:2], self.on_mismatch, s.label, s.image, self.mismatch_key)
-        image, label = resize_pair(image, label, self.size)
+        image, label = resize_pair(image, label, self.size, self.protocol)
         image_t = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)
         label_t = torch.from_numpy(label.astype(np.int64)) if label is not None else None
         image_t, label_t = self._augment(i, image_t, label_t)
@@ -82,14 +93,16 @@ class SegmentationDataset(_Augmenting):
 
 
 class H5SegmentationDataset(_Augmenting):
-    """An HDF5 set on disk (translated set, decoded image cache); ``label_key`` picks the label array, None
-    for images only. Arrays are memory-mapped where stored contiguous (``bdl.artifacts.frames``)."""
+    """An HDF5 set on disk (decoded image cache, translated set, pseudo-label set); ``label_key`` picks the label
+    array, None for images only. Arrays are memory-mapped where stored contiguous (``bdl.artifacts.frames``).
+    ``images_from`` / ``labels_from``: a dataset of the same frames that holds the images / labels instead (its
+    ``label_at``), for sets that store only what they change."""
 
     def __init__(self, path: Path, image_key="images", label_key: str | None = "labels", crop=None, flip=False,
-                 seed=0, images_from: "Dataset | None" = None):
+                 seed=0, images_from: "Dataset | None" = None, labels_from: "Dataset | None" = None):
         super().__init__(crop, flip, seed)
         self.path, self.image_key, self.label_key = Path(path), image_key, label_key
-        self.images_from = images_from
+        self.images_from, self.labels_from = images_from, labels_from
         with h5py.File(self.path, "r") as f:
             self.length = len(f[label_key or image_key])
         self._arrays = None
@@ -108,7 +121,16 @@ class H5SegmentationDataset(_Augmenting):
         return self._arrays
 
     def _label(self, arrays, i) -> np.ndarray:
+        if self.labels_from is not None:
+            return self.labels_from.label_at(i)
         return arrays[self.label_key][i]
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.label_key) or self.labels_from is not None
+
+    def label_at(self, i) -> np.ndarray:
+        return np.asarray(self._label(self._get(), i))
 
     def close(self) -> None:
         """Let go of the file, so that worker processes forked later open their own."""
@@ -122,7 +144,7 @@ class H5SegmentationDataset(_Augmenting):
             image_t = self.images_from[i]["image"]
         else:
             image_t = torch.from_numpy(np.array(arrays[self.image_key][i])).permute(2, 0, 1)
-        label_t = torch.from_numpy(self._label(arrays, i).astype(np.int64)) if self.label_key else None
+        label_t = torch.from_numpy(self._label(arrays, i).astype(np.int64)) if self.labelled else None
         image_t, label_t = self._augment(i, image_t, label_t)
         out = {"image": image_t.contiguous(), "index": i}
         if label_t is not None:
@@ -133,16 +155,18 @@ class H5SegmentationDataset(_Augmenting):
         """A DataLoader batch. Inference passes read in order without augmenting: there a run of frames is
         one copy from the mapped file, already collated, instead of one copy per frame and a stack."""
         arrays = self._get()
-        # images_from: a pseudo-label set (labels made on read) or images kept elsewhere; an h5py dataset (an
-        # older compressed file) is not mapped: item by item, as always
+        # images_from: a pseudo-label set (labels made on read) or images kept elsewhere; an h5py dataset (a
+        # compressed file without our codec) is not mapped: item by item, as always
         plain = self.crop is None and not self.flip and self.images_from is None and \
-            isinstance(arrays[self.image_key], np.ndarray)
+            isinstance(arrays[self.image_key], (np.ndarray, DecodedFrames))
         if not plain or not indices or list(indices) != list(range(indices[0], indices[0] + len(indices))):
             return [self[i] for i in indices]
         run = slice(indices[0], indices[0] + len(indices))
         images = torch.from_numpy(np.array(arrays[self.image_key][run])).permute(0, 3, 1, 2).contiguous()
         batch = Collated(image=images, index=torch.as_tensor(list(indices)))
-        if self.label_key:
+        if self.labels_from is not None:
+            batch["label"] = torch.from_numpy(np.stack([self._label(arrays, i) for i in indices]).astype(np.int64))
+        elif self.label_key:
             batch["label"] = torch.from_numpy(arrays[self.label_key][run].astype(np.int64))
         return batch
 

@@ -23,6 +23,7 @@ from bdl.data.labels import (
     make_lut,
 )
 from bdl.errors import BDLError
+from bdl.protocol import image_filter
 
 FORMATS = ("gta5", "cityscapes", "synthia", "list")
 # What to do with a label whose size is not its image's (GTA5 ships a few such frames, e.g. 15188.png and
@@ -66,10 +67,15 @@ def fit_label(label: np.ndarray, image_hw: tuple[int, int], on_mismatch: str, la
                     "label resized")
 
 
-def resize_pair(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None):
+RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+def resize_pair(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None, protocol: str = "bdl"):
+    """Image and label at ``size`` (W, H): the image with ``protocol``'s filter (bilinear, or bicubic as the
+    reference's loaders), the label nearest."""
     if size is None or (image.shape[1], image.shape[0]) == tuple(size):
         return image, label
-    image = np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+    image = np.asarray(Image.fromarray(image).resize(tuple(size), RESAMPLE[image_filter(protocol)]))
     if label is not None:
         label = np.asarray(Image.fromarray(label).resize(tuple(size), Image.NEAREST))
     return image, label

@@ -9,6 +9,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def strided_logits(model: nn.Module, x):
+    """M's logits at its own output resolution: a DeepLab's at stride 8 (``strided``); an FCN-8s's own output,
+    which its last (frozen or bilinear) upsampling already brings to the input's size."""
+    return model.strided(x) if hasattr(model, "strided") else model(x)
+
+
 class Normalize(nn.Module):
     """Inputs arrive in [0, 1]; trunks expect ImageNet statistics."""
 

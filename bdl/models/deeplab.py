@@ -106,10 +106,14 @@ class DeepLabBase(nn.Module):
         return [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": lr, "lr_mult": 1.0},
                 {"params": list(self.classifier.parameters()), "lr": 10 * lr, "lr_mult": 10.0}]
 
+    def strided(self, x):
+        """Logits at the output stride (1/8), before any upsampling: what the reference's evaluation and
+        pseudo-labelling take the softmax of (bdl.protocol)."""
+        return self.classifier(self.backbone(self.normalize(x)))
+
     def forward(self, x):
         h, w = x.shape[-2:]
-        logits = self.classifier(self.backbone(self.normalize(x)))
-        return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=self.align_corners)
+        return F.interpolate(self.strided(x), size=(h, w), mode="bilinear", align_corners=self.align_corners)
 
 
 class DeepLabV2(DeepLabBase):

@@ -62,10 +62,16 @@ def data_flags(domain, split=None):
                     f"{domain}_on_mismatch": d["on_mismatch"], f"{domain}_split": split})
 
 
+# The protocol of resizing, scoring and pseudo-labelling (bdl/protocol.py), for every stage that resizes images
+# or runs M; only where it leaves the default, so the default's commands are the ones they always were.
+PROTOCOL = flags(protocol=config["protocol"] if config["protocol"] != default("protocol") else None)
+
 # How a job runs. Passed as params, so a change reruns the jobs (device and logging can change results).
-# --procs only where it leaves 1: a 1-process job's command is the one it always was (no rerun)
-RUNTIME = flags(device=config["device"], workers=RT["workers"], bf16=on_off(RT["bf16"]),
-                channels_last=on_off(RT["channels_last"]), procs=GPJ if GPJ > 1 else None)
+# --procs only where it leaves 1: a 1-process job's command is the one it always was (no rerun). Every model
+# stage also takes the protocol.
+RUNTIME = " ".join(filter(None, [flags(device=config["device"], workers=RT["workers"], bf16=on_off(RT["bf16"]),
+                                       channels_last=on_off(RT["channels_last"]), procs=GPJ if GPJ > 1 else None),
+                                 PROTOCOL]))
 TRAIN_RUNTIME = flags(checkpoint_every=RT["checkpoint_every"], log_every=RT["log_every"])
 
 

@@ -55,7 +55,7 @@ rule cache_images:
     wildcard_constraints:
         domain="source|target",
     params:
-        args=lambda w: data_flags(w.domain),
+        args=lambda w: " ".join(filter(None, [data_flags(w.domain), PROTOCOL])),
         workers=flags(workers=RT["workers"]),
     log:
         f"{R}/logs/cache_{{domain}}.log",

@@ -52,6 +52,7 @@ use rule train_m0 as train_oracle with:
 use rule train_m0 as train_adversarial with:
     input:
         data_inputs(),
+        cache_of("source"),
         cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
         init=lambda w: start_from(final_segmenter(int(w.k) - 1)),
@@ -65,7 +66,9 @@ use rule train_m0 as train_adversarial with:
             caption="../report/curves.rst",
         ),
     params:
-        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('target')} {cache_flags('target')}",
+        # the translated set holds images only: its labels come from the source (cache or files)
+        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('source')} {data_flags('target')} "
+        f"{cache_flags('source', 'target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),
@@ -78,6 +81,7 @@ use rule train_m0 as train_adversarial with:
 use rule train_m0 as train_ssl with:
     input:
         data_inputs(),
+        cache_of("source"),
         cache_of("target"),
         translated=f"{R}/round{{k}}/translated.h5",
         pseudo=f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
@@ -92,7 +96,9 @@ use rule train_m0 as train_ssl with:
             caption="../report/curves.rst",
         ),
     params:
-        args=lambda w: f"{seg_train_flags('ssl')} {data_flags('target')} {cache_flags('target')}",
+        # the translated set holds images only: its labels come from the source (cache or files)
+        args=lambda w: f"{seg_train_flags('ssl')} {data_flags('source')} {data_flags('target')} "
+        f"{cache_flags('source', 'target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),

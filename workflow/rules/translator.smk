@@ -111,7 +111,7 @@ rule import_translated:
         f"{R}/round{{k}}/translated.h5" if config["keep_translated"] else temp(f"{R}/round{{k}}/translated.h5"),
     params:
         images=lambda w: flags(images=config["import_translated"][int(w.k) - 1]),
-        args=lambda w: " ".join([data_flags("source"), cache_flags("source")]),
+        args=lambda w: " ".join([data_flags("source"), cache_flags("source")] + ([PROTOCOL] if PROTOCOL else [])),
     log:
         f"{R}/logs/round{{k}}/import_translated.log",
     conda:
