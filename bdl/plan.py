@@ -41,18 +41,27 @@ def disk_plan(cfg: dict, counts: dict, frames: dict) -> list[Planned]:
         plan.append(Planned(f"{results}/cache/source.h5", n_source, sw * sh * RGB_AND_LABEL))
     if cfg["target"]["cache"]:
         plan.append(Planned(f"{results}/cache/target.h5", n_target, tw * th * RGB))
-    for k in range(1, rounds + 1):
-        plan.append(Planned(f"{results}/round{k}/translated.h5", n_source, sw * sh * RGB_AND_LABEL,
-                            kept=cfg["keep_translated"]))
-        plan += [Planned(f"{results}/round{k}/ssl{n}/pseudo.h5", n_target, tw * th * PSEUDO)
-                 for n in range(1, steps + 1)]
+    seeds = cfg.get("seeds") or [cfg.get("seed", 0)]
+    # several seeds: each runs the loop in its own folder (the caches are shared)
+    for run in [f"{results}/seed{s}" for s in seeds] if len(seeds) > 1 else [results]:
+        for k in range(1, rounds + 1):
+            plan.append(Planned(f"{run}/round{k}/translated.h5", n_source, sw * sh * RGB_AND_LABEL,
+                                kept=cfg["keep_translated"]))
+            plan += [Planned(f"{run}/round{k}/ssl{n}/pseudo.h5", n_target, tw * th * PSEUDO)
+                     for n in range(1, steps + 1)]
     return plan
 
 
 def peak_bytes(plan: list[Planned]) -> int:
-    """Most bytes on disk at once: every kept set, plus the largest dropped one (round k's translated set
-    goes before round k+1's is written, since F_{k+1} waits for the last model of round k)."""
-    return sum(p.bytes for p in plan if p.kept) + max((p.bytes for p in plan if not p.kept), default=0)
+    """Most bytes on disk at once: every kept set, plus the largest dropped one of each run (round k's
+    translated set goes before round k+1's is written, since F_{k+1} waits for the last model of round k;
+    the runs of several seeds may be at the same point at once)."""
+    dropped = {}
+    for p in plan:
+        if not p.kept:
+            run = str(Path(p.path).parents[1])  # <run>/round<k>/translated.h5
+            dropped[run] = max(dropped.get(run, 0), p.bytes)
+    return sum(p.bytes for p in plan if p.kept) + sum(dropped.values())
 
 
 def still_to_write(plan: list[Planned]) -> int:
