@@ -79,12 +79,15 @@ def disk_plan(cfg: dict, counts: dict, frames: dict, ratio: float = IMAGE_RATIO)
         plan.append(Planned(f"{results}/cache/source.h5", n_source, sw * sh * RGB_AND_LABEL))
     if cfg["target"]["cache"]:
         plan.append(Planned(f"{results}/cache/target.h5", n_target, tw * th * RGB))
-    for k in range(1, rounds + 1):
-        plan.append(Planned(f"{results}/round{k}/translated.h5", n_source, 0, sw * sh * RGB, ratio,
-                            kept=cfg["keep_translated"]))
-        plan += [Planned(f"{results}/round{k}/ssl{n}/pseudo.h5", n_target, tw * th * PSEUDO,
-                         scratch_per_frame=tw * th * PSEUDO_SCRATCH if classwise else 0, attrs=PSEUDO_ATTRS)
-                 for n in range(1, steps + 1)]
+    seeds = cfg.get("seeds") or [cfg.get("seed", 0)]
+    # several seeds: each runs the loop in its own folder (the caches are shared)
+    for run in [f"{results}/seed{s}" for s in seeds] if len(seeds) > 1 else [results]:
+        for k in range(1, rounds + 1):
+            plan.append(Planned(f"{run}/round{k}/translated.h5", n_source, 0, sw * sh * RGB, ratio,
+                                kept=cfg["keep_translated"]))
+            plan += [Planned(f"{run}/round{k}/ssl{n}/pseudo.h5", n_target, tw * th * PSEUDO,
+                             scratch_per_frame=tw * th * PSEUDO_SCRATCH if classwise else 0, attrs=PSEUDO_ATTRS)
+                     for n in range(1, steps + 1)]
     return plan
 
 
@@ -95,11 +98,17 @@ def _default_mode() -> str:
 
 
 def peak_bytes(plan: list[Planned]) -> int:
-    """Most bytes on disk at once, an upper bound: every kept set, plus the largest dropped one (round k's
-    translated set goes before round k+1's is written, since F_{k+1} waits for the last model of round k), plus
-    the largest scratch file (one pseudo-labelling job runs at a time: each waits for the model before it)."""
-    return (sum(p.bytes for p in plan if p.kept) + max((p.bytes for p in plan if not p.kept), default=0)
-            + max((p.scratch for p in plan), default=0))
+    """Most bytes on disk at once, an upper bound: every kept set, plus the largest dropped one of each run
+    (round k's translated set goes before round k+1's is written, since F_{k+1} waits for the last model of
+    round k), plus the largest scratch file of each run (a run's pseudo-labelling jobs wait for the model
+    before them); the runs of several seeds may be at the same point at once."""
+    dropped, scratch = {}, {}
+    for p in plan:
+        run = p.path.rsplit("/round", 1)[0]  # <run>/round<k>/...; a cache is a run of its own
+        if not p.kept:
+            dropped[run] = max(dropped.get(run, 0), p.bytes)
+        scratch[run] = max(scratch.get(run, 0), p.scratch)
+    return sum(p.bytes for p in plan if p.kept) + sum(dropped.values()) + sum(scratch.values())
 
 
 def end_bytes(plan: list[Planned]) -> int:

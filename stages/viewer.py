@@ -4,6 +4,7 @@
   source frames beside their translation in every round, and their labels     (--translated)
   target train frames with each SSL step's pseudo-label over them, ignored hatched   (--pseudo)
   val images, their labels and every model's prediction                       (--predictions)
+  with several seeds, their summary: mean and std per model, the checks, a plot (--seed-summary and after)
 
 A sample of frames, evenly spaced so every round shows the same ones; thumbnails link to full-size PNGs.
 
@@ -95,6 +96,9 @@ def get_args_parser():
     p.add_argument("--pseudo", nargs="+", metavar="NAME=H5", help="pseudo-label sets, one per SSL step")
     p.add_argument("--predictions", nargs="+", metavar="NAME=DIR",
                    help="evaluate.py's prediction folders, one per model (their <name>_pred.png)")
+    p.add_argument("--seed-summary", help="seed_summary.py's table (.tsv), shown above the sets")
+    p.add_argument("--seed-checks", help="seed_summary.py's checks (.json): the gap closed, the losing steps")
+    p.add_argument("--seed-plot", help="seed_summary.py's plot (.png)")
     add_dataset_args(p, "source", "the translated sets' frames")
     add_dataset_args(p, "target", "the pseudo-labelled train frames; --val-split for the predictions")
     p.add_argument("--val-split", default=default("target.val_split"), help="split the predictions are of")
@@ -287,6 +291,35 @@ def prediction_section(args, pairs, tiles: Tiles) -> dict:
             "text": "The images evaluate saved (evaluate.num_predictions), with the label and each model's output."}
 
 
+def seed_summary_html(args, folder: Path) -> str:
+    """The summary over seeds as a table, its checks and its plot (copied beside the page), or ''."""
+    import csv
+    import html
+    import json
+
+    if not args.seed_summary:
+        return ""
+    with open(args.seed_summary, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    cols = [c.removesuffix("_mean") for c in (rows[0] if rows else {}) if c.endswith("_mean")]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["model", *cols])
+    body = "\n".join("<tr>" + f'<th class="name">{html.escape(r["model"])}</th>'
+                     + "".join(f"<td>{html.escape(r[c + '_mean'])} &plusmn; {html.escape(r[c + '_std'])}</td>"
+                               for c in cols) + "</tr>" for r in rows)
+    seeds = rows[0]["seeds"] if rows else "0"
+    lines = json.loads(Path(args.seed_checks).read_text())["lines"] if args.seed_checks else []
+    checks = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    plot = ""
+    if args.seed_plot:
+        shutil.copyfile(args.seed_plot, folder / "seed_summary.png")
+        plot = '<p><img src="seed_summary.png" alt="mIoU per step over the seeds"></p>'
+    return (f'<section id="seeds"><h2>The loop over {html.escape(seeds)} seeds</h2>'
+            "<p>mIoU on the target val split, mean &plusmn; standard deviation over the seeds; the sets below "
+            "are this seed's.</p>"
+            f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></div>"
+            f"<ul>{checks}</ul>{plot}</section>")
+
+
 def main(args):
     import html
 
@@ -305,6 +338,10 @@ def main(args):
         for name, path in group:
             if not (path.is_file() if is_set else path.is_dir()):
                 raise BDLError(f"{path}: {'set' if is_set else 'predictions folder'} not found ({flag} {name}=...)")
+    for flag in ("seed_summary", "seed_checks", "seed_plot"):
+        path = getattr(args, flag)
+        if path and not Path(path).is_file():
+            raise BDLError(f"{path}: not found (--{flag.replace('_', '-')})")
     with staged_folder(out) as folder:
         tiles = Tiles(folder, args.thumb_width)
         sections = [make(args, group, tiles) for make, group in
@@ -314,8 +351,10 @@ def main(args):
         legend = "".join(f'<span><i style="background:rgb{tuple(map(int, c))}"></i>{html.escape(n)}</span>'
                          for n, c in zip(CLASS_NAMES, PALETTE))
         legend += '<span><img src="ignored.png" alt="">ignored (255): no label</span>'
-        body = "\n".join(section_html(s, args.per_page) for s in sections)
-        contents = " &middot; ".join(f'<a href="#{s["id"]}">{html.escape(s["title"])}</a>' for s in sections)
+        seeds = seed_summary_html(args, folder)
+        body = "\n".join([seeds] * bool(seeds) + [section_html(s, args.per_page) for s in sections])
+        contents = " &middot; ".join(['<a href="#seeds">The loop over the seeds</a>'] * bool(seeds)
+                                     + [f'<a href="#{s["id"]}">{html.escape(s["title"])}</a>' for s in sections])
         parts = {"title": html.escape(f"bdl run {out.parent}"), "contents": contents, "legend": legend,
                  "sections": body}
         page = re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], PAGE)  # one pass: no part is read twice

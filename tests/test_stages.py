@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import BENCHMARKS, NO_BF16_KERNELS, STAGES, run_stage, source_flags, target_flags
+from conftest import NO_BF16_KERNELS, STAGES, run_stage, source_flags, target_flags
 
 TINY_SEG = ["--backbone", "resnet_mini", "--width", "8", "--ndf", "8", "--batch-size", "4", "--threads", "1",
             "--log-every", "1", "--checkpoint-every", "2"]
@@ -160,19 +160,6 @@ def test_training_never_opens_target_train_labels(tiny_demo, tmp_path, monkeypat
             "--out", tmp_path / f"{mode}.pt", *extra]])
         ts.main(args)
     assert not [p for p in opened if "gtFine" in p], opened
-
-
-def test_seed_summary(tmp_path):
-    head = "model\tround\tssl_step\tmiou\tmiou16\tmiou13\n"
-    (tmp_path / "a.tsv").write_text(head + "m0\t0\t0\t10\t20\t30\n")
-    (tmp_path / "b.tsv").write_text(head + "m0\t0\t0\t14\t20\t30\n")
-    proc = run_stage("seed_summary", tmp_path / "a.tsv", tmp_path / "b.tsv", "--out", tmp_path / "s.tsv",
-                     folder=BENCHMARKS)
-    assert "| m0 | 12.00 ± 2.83 | 20.00 ± 0.00 | 30.00 ± 0.00 |" in proc.stdout
-    assert (tmp_path / "s.tsv").read_text().splitlines()[1].split("\t")[:4] == ["m0", "2", "12.00", "2.83"]
-    (tmp_path / "c.tsv").write_text(head + "oracle\t\t\t1\t1\t1\n")
-    bad = run_stage("seed_summary", tmp_path / "a.tsv", tmp_path / "c.tsv", check=False, folder=BENCHMARKS)
-    assert bad.returncode == 2 and "c.tsv: rows ['oracle'] differ" in bad.stderr
 
 
 def test_bf16_and_channels_last_path_runs_and_stays_close(chain, tiny_demo, tmp_path):

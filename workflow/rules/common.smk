@@ -22,6 +22,15 @@ if config["runtime"]["gpu"] and workflow.is_main_process and "gpu" not in workfl
         workflow.register_resource("gpu", len(gpus))
 
 R = config["results"]
+# One seed: the loop in <results> itself, as always. Several: once per seed in <results>/seed<s>, a wildcard
+# of every job that depends on the seed (RS); the demo data, the data check and the image caches stay in R,
+# shared. Input functions build concrete paths (Snakemake fills no wildcards in what they return): run_root(w).
+SEEDS = config["seeds"] or [config["seed"]]
+SEEDED = len(SEEDS) > 1
+RS = f"{R}/seed{{seed}}" if SEEDED else R
+# the report's subcategory of a seed's outputs ("" with one seed: the headings it always had)
+SEED_HEAD = "seed {seed}, " if SEEDED else ""
+SEED_LABEL = {"seed": "{seed}"} if SEEDED else {}
 GPJ = config["runtime"]["gpus_per_job"]  # processes per model job, one GPU each (bdl.distributed)
 K = config["rounds"]
 N = config["ssl_steps"]
@@ -40,9 +49,20 @@ TRAINED_ROUNDS = rf"(?!(?:{'|'.join(_IMPORTED)})(?!\d))\d+" if _IMPORTED else r"
 
 
 wildcard_constraints:
+    seed=r"\d+",
     k=r"\d+",
     n=r"\d+",
     model=r"m0|oracle|round\d+/(adv|ssl\d+)",
+
+
+def run_root(w):
+    """The results folder of a job's seed."""
+    return f"{R}/seed{w.seed}" if SEEDED else R
+
+
+def seed_of(w):
+    """The seed a job trains with."""
+    return int(w.seed) if SEEDED else SEEDS[0]
 
 
 def flags(**options):
@@ -107,24 +127,24 @@ def unchosen():
     return tuple(skip)
 
 
-def seg_train_flags(mode):
+def seg_train_flags(mode, seed):
     """Flags of a segmenter training, ``mode`` as the config names its iterations."""
     lr = SEG["ssl_lr"] if mode == "ssl" and SEG["ssl_lr"] is not None else SEG["lr"]
     skip = ("iterations", "flip", "ssl_lr", "init", *unchosen())
     return block_flags(SEG, skip, mode=mode, iterations=SEG["iterations"][mode], lr=lr, no_flip=not SEG["flip"],
-                       seed=config["seed"])
+                       seed=seed)
 
 
-def translator_flags(k):
-    return block_flags(TRANS, ("perceptual_round1", "init"), seed=config["seed"] + 1000 * int(k))
+def translator_flags(k, seed):
+    return block_flags(TRANS, ("perceptual_round1", "init"), seed=seed + 1000 * int(k))
 
 
-def previous_translator(k):
+def previous_translator(k, root):
     """F_{k-1}, which F_k starts from with translator.init: previous (none in round 1, or after an imported set)."""
     k = int(k)
     if TRANS["init"] != "previous" or k < 2 or config["import_translated"][k - 2: k - 1] not in ([], [None]):
         return []
-    return [f"{R}/round{k - 1}/translator.pt"]
+    return [f"{root}/round{k - 1}/translator.pt"]
 
 
 def horizon_refusal():
@@ -187,25 +207,26 @@ def uses_perceptual(k):
     return int(k) > 1 or TRANS["perceptual_round1"]
 
 
-def segmenter_after(k, n):
-    """M after SSL step n of round k (n = 0: the adversarial model); round 0 is M0."""
+def segmenter_after(k, n, root=RS):
+    """M after SSL step n of round k (n = 0: the adversarial model); round 0 is M0. ``root``: the seed's
+    results folder (a job's run_root), or the pattern RS in a rule's static input."""
     k, n = int(k), int(n)
     if k == 0:
-        return f"{R}/m0/segmenter.pt"
-    return f"{R}/round{k}/adv/segmenter.pt" if n == 0 else f"{R}/round{k}/ssl{n}/segmenter.pt"
+        return f"{root}/m0/segmenter.pt"
+    return f"{root}/round{k}/adv/segmenter.pt" if n == 0 else f"{root}/round{k}/ssl{n}/segmenter.pt"
 
 
-def final_segmenter(k):
-    return segmenter_after(k, N if int(k) > 0 else 0)
+def final_segmenter(k, root=RS):
+    return segmenter_after(k, N if int(k) > 0 else 0, root)
 
 
-def pseudo_labellers(k, n):
+def pseudo_labellers(k, n, root):
     """The M whose predictions label SSL step n of round k: the one before the step, or with
     pseudo_label.ensemble every M of the round so far (its adversarial model and earlier SSL steps)."""
-    last = segmenter_after(k, int(n) - 1)
+    last = segmenter_after(k, int(n) - 1, root)
     if not config["pseudo_label"]["ensemble"] or int(n) < 2:
         return [last]
-    return [segmenter_after(k, i) for i in range(int(n))]
+    return [segmenter_after(k, i, root) for i in range(int(n))]
 
 
 def model_input_flags(input):
@@ -239,28 +260,41 @@ def evaluated_models():
     return models
 
 
-def pseudo_made_by(model):
+def pseudo_made_by(model, root):
     """The pseudo-label set a model of the loop made for the next SSL step, if it made one."""
     for k in range(1, K + 1):
         for n in range(0, N):
             if model == (f"round{k}/adv" if n == 0 else f"round{k}/ssl{n}"):
-                return [f"{R}/round{k}/ssl{n + 1}/pseudo.h5"]
+                return [f"{root}/round{k}/ssl{n + 1}/pseudo.h5"]
     return []
 
 
 def pseudo_sets():
-    return {f"round{k}_ssl{n}": f"{R}/round{k}/ssl{n}/pseudo.h5" for k in range(1, K + 1) for n in range(1, N + 1)}
+    return {f"round{k}_ssl{n}": f"{RS}/round{k}/ssl{n}/pseudo.h5" for k in range(1, K + 1) for n in range(1, N + 1)}
+
+
+def run_outputs(root):
+    """One seed's table, and every on-disk set with its gallery: sets are targets themselves, so deleting one
+    regenerates it (and, being newer, everything made from it)."""
+    out = [f"{root}/metrics.tsv", f"{root}/diagnostics.tsv", f"{root}/final/segmenter.pt"]
+    for k in range(1, K + 1):
+        out += [f"{root}/round{k}/gallery.png"]
+        out += [f"{root}/round{k}/translated.h5"] if config["keep_translated"] else []
+        for n in range(1, N + 1):
+            out += [f"{root}/round{k}/ssl{n}/pseudo.h5", f"{root}/round{k}/ssl{n}/gallery.png"]
+    return out
+
+
+def seed_summary_outputs():
+    """The summary over several seeds (none with one)."""
+    return [f"{R}/seed_summary.{ext}" for ext in ("tsv", "json", "png")] if SEEDED else []
 
 
 def all_outputs():
-    """The table, and every on-disk set with its gallery: sets are targets themselves, so deleting one
-    regenerates it (and, being newer, everything made from it)."""
-    out = [f"{R}/metrics.tsv", f"{R}/diagnostics.tsv", f"{R}/final/segmenter.pt"]
-    for k in range(1, K + 1):
-        out += [f"{R}/round{k}/gallery.png"] + ([f"{R}/round{k}/translated.h5"] if config["keep_translated"] else [])
-        for n in range(1, N + 1):
-            out += [f"{R}/round{k}/ssl{n}/pseudo.h5", f"{R}/round{k}/ssl{n}/gallery.png"]
-    return out
+    """Every seed's outputs and viewer, and with several seeds their summary."""
+    roots = [f"{R}/seed{s}" for s in SEEDS] if SEEDED else [R]
+    return [path for root in roots for path in run_outputs(root)] + [f"{root}/viewer" for root in roots] + (
+        seed_summary_outputs())
 
 
 def res(kind):

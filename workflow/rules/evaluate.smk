@@ -4,15 +4,15 @@
 rule evaluate:
     input:
         data_inputs(),
-        segmenter=f"{R}/{{model}}/segmenter.pt",
-        pseudo=lambda w: pseudo_made_by(w.model),
+        segmenter=f"{RS}/{{model}}/segmenter.pt",
+        pseudo=lambda w: pseudo_made_by(w.model, run_root(w)),
     output:
-        metrics=f"{R}/{{model}}/eval.json",
+        metrics=f"{RS}/{{model}}/eval.json",
         predictions=report(
-            directory(f"{R}/{{model}}/predictions"),
+            directory(f"{RS}/{{model}}/predictions"),
             patterns=["{name,.+(?<!_pred)}.png"],
             category="Predictions",
-            subcategory="{model}",
+            subcategory=f"{SEED_HEAD}{{model}}",
             caption="../report/predictions.rst",
         ),
     params:
@@ -25,9 +25,9 @@ rule evaluate:
         runtime=RUNTIME,
         pseudo=lambda w, input: flags(pseudo=input.pseudo[0]) if input.pseudo else "",
     benchmark:
-        f"{R}/benchmarks/{{model}}/evaluate.tsv"
+        f"{RS}/benchmarks/{{model}}/evaluate.tsv"
     log:
-        f"{R}/logs/{{model}}/evaluate.log",
+        f"{RS}/logs/{{model}}/evaluate.log",
     conda:
         "../envs/bdl.yaml"
     threads: RT["threads"]
@@ -41,18 +41,18 @@ rule evaluate:
 
 rule collect_metrics:
     input:
-        [f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
+        [f"{RS}/{folder}/eval.json" for folder in evaluated_models().values()],
     output:
         report(
-            f"{R}/metrics.tsv",
+            f"{RS}/metrics.tsv",
             category="Ablation table",
-            labels={"table": "mIoU per model"},
+            labels={"table": "mIoU per model"} | SEED_LABEL,
             caption="../report/metrics.rst",
         ),
     params:
         pairs=lambda w, input: " ".join(shlex.quote(f"{m}={p}") for m, p in zip(evaluated_models(), input)),
     log:
-        f"{R}/logs/collect_metrics.log",
+        f"{RS}/logs/collect_metrics.log",
     conda:
         "../envs/bdl.yaml"
     threads: 1
@@ -65,13 +65,13 @@ rule collect_metrics:
 
 rule diagnostics:
     input:
-        evals=[f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
+        evals=[f"{RS}/{folder}/eval.json" for folder in evaluated_models().values()],
         pseudo=list(pseudo_sets().values()),
     output:
         report(
-            f"{R}/diagnostics.tsv",
+            f"{RS}/diagnostics.tsv",
             category="Ablation table",
-            labels={"table": "diagnostics"},
+            labels={"table": "diagnostics"} | SEED_LABEL,
             caption="../report/diagnostics.rst",
         ),
     params:
@@ -80,7 +80,7 @@ rule diagnostics:
         ),
         pseudo=lambda w, input: " ".join(shlex.quote(f"{m}={p}") for m, p in zip(pseudo_sets(), input.pseudo)),
     log:
-        f"{R}/logs/diagnostics.log",
+        f"{RS}/logs/diagnostics.log",
     conda:
         "../envs/bdl.yaml"
     threads: 1
@@ -89,3 +89,36 @@ rule diagnostics:
         runtime=5,
     shell:
         "python \"$BDL_STAGES/diagnostics.py\" --eval {params.evals} --pseudo {params.pseudo} --out {output:q} > {log:q} 2>&1"
+
+
+# Several seeds (config key seeds): each seed's table into one summary, the seeds' mean and spread per row.
+rule seed_summary:
+    input:
+        [f"{R}/seed{s}/metrics.tsv" for s in SEEDS],
+    output:
+        table=report(
+            f"{R}/seed_summary.tsv",
+            category="Ablation table",
+            labels={"table": "mean and std over seeds", "seed": "all"},
+            caption="../report/seed_summary.rst",
+        ),
+        checks=f"{R}/seed_summary.json",
+        plot=report(
+            f"{R}/seed_summary.png",
+            category="Ablation table",
+            labels={"table": "mIoU per step over seeds", "seed": "all"},
+            caption="../report/seed_summary.rst",
+        ),
+    params:
+        pairs=lambda w, input: " ".join(shlex.quote(f"{s}={p}") for s, p in zip(SEEDS, input)),
+    log:
+        f"{R}/logs/seed_summary.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python \"$BDL_STAGES/seed_summary.py\" --metrics {params.pairs} --out {output.table:q}"
+        " --checks {output.checks:q} --plot {output.plot:q} > {log:q} 2>&1"

@@ -5,9 +5,9 @@ rule pseudo_label:
     input:
         data_inputs(),
         cache_of("target"),
-        segmenter=lambda w: pseudo_labellers(w.k, w.n),
+        segmenter=lambda w: pseudo_labellers(w.k, w.n, run_root(w)),
     output:
-        f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
+        f"{RS}/round{{k}}/ssl{{n}}/pseudo.h5",
     params:
         args=lambda w: " ".join(
             [
@@ -22,9 +22,9 @@ rule pseudo_label:
         ),
         runtime=RUNTIME,
     benchmark:
-        f"{R}/benchmarks/round{{k}}/ssl{{n}}_pseudo.tsv"
+        f"{RS}/benchmarks/round{{k}}/ssl{{n}}_pseudo.tsv"
     log:
-        f"{R}/logs/round{{k}}/ssl{{n}}_pseudo.log",
+        f"{RS}/logs/round{{k}}/ssl{{n}}_pseudo.log",
     conda:
         "../envs/bdl.yaml"
     threads: RT["threads"]
@@ -37,16 +37,16 @@ rule pseudo_label:
 
 use rule gallery_translated as gallery_pseudo with:
     input:
-        f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
+        f"{RS}/round{{k}}/ssl{{n}}/pseudo.h5",
     output:
         report(
-            f"{R}/round{{k}}/ssl{{n}}/gallery.png",
+            f"{RS}/round{{k}}/ssl{{n}}/gallery.png",
             category="Pseudo-labels",
-            subcategory="round {k}",
+            subcategory=f"{SEED_HEAD}round {{k}}",
             caption="../report/gallery_pseudo.rst",
         ),
     params:
         set=lambda w, input: flags(pseudo=input[0]),
         args=lambda w: data_flags("target"),
     log:
-        f"{R}/logs/round{{k}}/ssl{{n}}_gallery.log",
+        f"{RS}/logs/round{{k}}/ssl{{n}}_gallery.log",

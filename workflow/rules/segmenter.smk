@@ -8,18 +8,18 @@ rule train_m0:
         data_inputs(),
         cache_of("source"),
     output:
-        model=f"{R}/m0/segmenter.pt",
-        losses=f"{R}/m0/losses.tsv",
-        curves=report(f"{R}/m0/curves.png", category="Loss curves", subcategory="M0", caption="../report/curves.rst"),
+        model=f"{RS}/m0/segmenter.pt",
+        losses=f"{RS}/m0/losses.tsv",
+        curves=report(f"{RS}/m0/curves.png", category="Loss curves", subcategory=f"{SEED_HEAD}M0", caption="../report/curves.rst"),
     params:
-        args=lambda w: f"{seg_train_flags('source')} {data_flags('source')} {cache_flags('source')}",
+        args=lambda w: f"{seg_train_flags('source', seed_of(w))} {data_flags('source')} {cache_flags('source')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model, m0=True),
     benchmark:
-        f"{R}/benchmarks/m0/train.tsv"
+        f"{RS}/benchmarks/m0/train.tsv"
     log:
-        f"{R}/logs/m0/train.log",
+        f"{RS}/logs/m0/train.log",
     conda:
         "../envs/bdl.yaml"
     threads: RT["threads"]
@@ -35,18 +35,18 @@ use rule train_m0 as train_oracle with:
     input:
         data_inputs(),
     output:
-        model=f"{R}/oracle/segmenter.pt",
-        losses=f"{R}/oracle/losses.tsv",
-        curves=report(f"{R}/oracle/curves.png", category="Loss curves", subcategory="oracle", caption="../report/curves.rst"),
+        model=f"{RS}/oracle/segmenter.pt",
+        losses=f"{RS}/oracle/losses.tsv",
+        curves=report(f"{RS}/oracle/curves.png", category="Loss curves", subcategory=f"{SEED_HEAD}oracle", caption="../report/curves.rst"),
     params:
-        args=lambda w: f"{seg_train_flags('oracle')} {data_flags('target')}",
+        args=lambda w: f"{seg_train_flags('oracle', seed_of(w))} {data_flags('target')}",
         inputs="",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),
     benchmark:
-        f"{R}/benchmarks/oracle/train.tsv"
+        f"{RS}/benchmarks/oracle/train.tsv"
     log:
-        f"{R}/logs/oracle/train.log",
+        f"{RS}/logs/oracle/train.log",
 
 
 use rule train_m0 as train_adversarial with:
@@ -54,28 +54,28 @@ use rule train_m0 as train_adversarial with:
         data_inputs(),
         cache_of("source"),
         cache_of("target"),
-        translated=f"{R}/round{{k}}/translated.h5",
-        init=lambda w: start_from(final_segmenter(int(w.k) - 1)),
+        translated=f"{RS}/round{{k}}/translated.h5",
+        init=lambda w: start_from(final_segmenter(int(w.k) - 1, run_root(w))),
     output:
-        model=f"{R}/round{{k}}/adv/segmenter.pt",
-        losses=f"{R}/round{{k}}/adv/losses.tsv",
+        model=f"{RS}/round{{k}}/adv/segmenter.pt",
+        losses=f"{RS}/round{{k}}/adv/losses.tsv",
         curves=report(
-            f"{R}/round{{k}}/adv/curves.png",
+            f"{RS}/round{{k}}/adv/curves.png",
             category="Loss curves",
-            subcategory="round {k}",
+            subcategory=f"{SEED_HEAD}round {{k}}",
             caption="../report/curves.rst",
         ),
     params:
         # the translated set holds images only: its labels come from the source (cache or files)
-        args=lambda w: f"{seg_train_flags('adversarial')} {data_flags('source')} {data_flags('target')} "
+        args=lambda w: f"{seg_train_flags('adversarial', seed_of(w))} {data_flags('source')} {data_flags('target')} "
         f"{cache_flags('source', 'target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),
     benchmark:
-        f"{R}/benchmarks/round{{k}}/adv_train.tsv"
+        f"{RS}/benchmarks/round{{k}}/adv_train.tsv"
     log:
-        f"{R}/logs/round{{k}}/adv_train.log",
+        f"{RS}/logs/round{{k}}/adv_train.log",
 
 
 use rule train_m0 as train_ssl with:
@@ -83,29 +83,29 @@ use rule train_m0 as train_ssl with:
         data_inputs(),
         cache_of("source"),
         cache_of("target"),
-        translated=f"{R}/round{{k}}/translated.h5",
-        pseudo=f"{R}/round{{k}}/ssl{{n}}/pseudo.h5",
-        init=lambda w: start_from(segmenter_after(w.k, int(w.n) - 1)),
+        translated=f"{RS}/round{{k}}/translated.h5",
+        pseudo=f"{RS}/round{{k}}/ssl{{n}}/pseudo.h5",
+        init=lambda w: start_from(segmenter_after(w.k, int(w.n) - 1, run_root(w))),
     output:
-        model=f"{R}/round{{k}}/ssl{{n}}/segmenter.pt",
-        losses=f"{R}/round{{k}}/ssl{{n}}/losses.tsv",
+        model=f"{RS}/round{{k}}/ssl{{n}}/segmenter.pt",
+        losses=f"{RS}/round{{k}}/ssl{{n}}/losses.tsv",
         curves=report(
-            f"{R}/round{{k}}/ssl{{n}}/curves.png",
+            f"{RS}/round{{k}}/ssl{{n}}/curves.png",
             category="Loss curves",
-            subcategory="round {k}",
+            subcategory=f"{SEED_HEAD}round {{k}}",
             caption="../report/curves.rst",
         ),
     params:
         # the translated set holds images only: its labels come from the source (cache or files)
-        args=lambda w: f"{seg_train_flags('ssl')} {data_flags('source')} {data_flags('target')} "
+        args=lambda w: f"{seg_train_flags('ssl', seed_of(w))} {data_flags('source')} {data_flags('target')} "
         f"{cache_flags('source', 'target')}",
         inputs=lambda w, input: model_input_flags(input),
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),
     benchmark:
-        f"{R}/benchmarks/round{{k}}/ssl{{n}}_train.tsv"
+        f"{RS}/benchmarks/round{{k}}/ssl{{n}}_train.tsv"
     log:
-        f"{R}/logs/round{{k}}/ssl{{n}}_train.log",
+        f"{RS}/logs/round{{k}}/ssl{{n}}_train.log",
 
 
 # The loop's last model under one fixed name, for predict and bdl.load_segmenter: a copy (a link would break
@@ -114,9 +114,9 @@ rule final_model:
     input:
         final_segmenter(K),
     output:
-        f"{R}/final/segmenter.pt",
+        f"{RS}/final/segmenter.pt",
     log:
-        f"{R}/logs/final_model.log",
+        f"{RS}/logs/final_model.log",
     conda:
         "../envs/bdl.yaml"
     localrule: True

@@ -6,35 +6,35 @@ rule train_translator:
         data_inputs(),
         cache_of("source"),
         cache_of("target"),
-        segmenter=lambda w: [final_segmenter(int(w.k) - 1)] if uses_perceptual(w.k) else [],
-        init=lambda w: previous_translator(w.k),
+        segmenter=lambda w: [final_segmenter(int(w.k) - 1, run_root(w))] if uses_perceptual(w.k) else [],
+        init=lambda w: previous_translator(w.k, run_root(w)),
     output:
-        model=f"{R}/round{{k}}/translator.pt",
-        losses=f"{R}/round{{k}}/translator_losses.tsv",
+        model=f"{RS}/round{{k}}/translator.pt",
+        losses=f"{RS}/round{{k}}/translator_losses.tsv",
         curves=report(
-            f"{R}/round{{k}}/translator_curves.png",
+            f"{RS}/round{{k}}/translator_curves.png",
             category="Loss curves",
-            subcategory="round {k}",
+            subcategory=f"{SEED_HEAD}round {{k}}",
             caption="../report/translator_curves.rst",
         ),
         samples=report(
-            f"{R}/round{{k}}/translator_samples.png",
+            f"{RS}/round{{k}}/translator_samples.png",
             category="Translated source",
-            subcategory="round {k}",
+            subcategory=f"{SEED_HEAD}round {{k}}",
             caption="../report/translator_samples.rst",
         ),
     params:
         args=lambda w: " ".join(
-            [translator_flags(w.k), data_flags("source"), data_flags("target"), cache_flags("source", "target")]
+            [translator_flags(w.k, seed_of(w)), data_flags("source"), data_flags("target"), cache_flags("source", "target")]
         ),
         segmenter=lambda w, input: flags(segmenter=input.segmenter[0]) if input.segmenter else "",
         init=lambda w, input: flags(init=input.init[0]) if input.init else "",
         runtime=f"{RUNTIME} {TRAIN_RUNTIME}",
         watch=lambda w, output: watch_flags(output.model),
     benchmark:
-        f"{R}/benchmarks/round{{k}}/translator_train.tsv"
+        f"{RS}/benchmarks/round{{k}}/translator_train.tsv"
     log:
-        f"{R}/logs/round{{k}}/translator_train.log",
+        f"{RS}/logs/round{{k}}/translator_train.log",
     conda:
         "../envs/bdl.yaml"
     threads: RT["threads"]
@@ -52,19 +52,19 @@ rule translate:
     input:
         data_inputs(),
         cache_of("source"),
-        translator=f"{R}/round{{k}}/translator.pt",
+        translator=f"{RS}/round{{k}}/translator.pt",
     output:
         # keep_translated: false deletes it once every job reading it is done (the models stay valid)
-        f"{R}/round{{k}}/translated.h5" if config["keep_translated"] else temp(f"{R}/round{{k}}/translated.h5"),
+        f"{RS}/round{{k}}/translated.h5" if config["keep_translated"] else temp(f"{RS}/round{{k}}/translated.h5"),
     params:
         args=lambda w: " ".join(
             [data_flags("source"), cache_flags("source"), flags(batch_size=RT["inference_batch_size"])]
         ),
         runtime=RUNTIME,
     benchmark:
-        f"{R}/benchmarks/round{{k}}/translate.tsv"
+        f"{RS}/benchmarks/round{{k}}/translate.tsv"
     log:
-        f"{R}/logs/round{{k}}/translate.log",
+        f"{RS}/logs/round{{k}}/translate.log",
     conda:
         "../envs/bdl.yaml"
     threads: RT["threads"]
@@ -77,19 +77,19 @@ rule translate:
 
 rule gallery_translated:
     input:
-        f"{R}/round{{k}}/translated.h5",
+        f"{RS}/round{{k}}/translated.h5",
     output:
         report(
-            f"{R}/round{{k}}/gallery.png",
+            f"{RS}/round{{k}}/gallery.png",
             category="Translated source",
-            subcategory="round {k}",
+            subcategory=f"{SEED_HEAD}round {{k}}",
             caption="../report/gallery_translated.rst",
         ),
     params:
         set=lambda w, input: flags(translated=input[0]),
         args=lambda w: data_flags("source"),
     log:
-        f"{R}/logs/round{{k}}/gallery.log",
+        f"{RS}/logs/round{{k}}/gallery.log",
     conda:
         "../envs/bdl.yaml"
     threads: 1
@@ -108,12 +108,12 @@ rule import_translated:
         data_inputs(),
         cache_of("source"),
     output:
-        f"{R}/round{{k}}/translated.h5" if config["keep_translated"] else temp(f"{R}/round{{k}}/translated.h5"),
+        f"{RS}/round{{k}}/translated.h5" if config["keep_translated"] else temp(f"{RS}/round{{k}}/translated.h5"),
     params:
         images=lambda w: flags(images=config["import_translated"][int(w.k) - 1]),
         args=lambda w: " ".join([data_flags("source"), cache_flags("source")] + ([PROTOCOL] if PROTOCOL else [])),
     log:
-        f"{R}/logs/round{{k}}/import_translated.log",
+        f"{RS}/logs/round{{k}}/import_translated.log",
     conda:
         "../envs/bdl.yaml"
     threads: 1

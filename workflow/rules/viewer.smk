@@ -2,8 +2,8 @@
 
 # the viewer reads a sample of each translated set, taken as soon as the set exists: with keep_translated:
 # false the set itself is then dropped after its round, not kept until the viewer's turn at the end
-VIEWER_TRANSLATED = {f"round{k}": f"{R}/round{k}/viewer_sample.h5" for k in range(1, K + 1)}
-VIEWER_PREDICTIONS = {model: f"{R}/{folder}/predictions" for model, folder in evaluated_models().items()}
+VIEWER_TRANSLATED = {f"round{k}": f"{RS}/round{k}/viewer_sample.h5" for k in range(1, K + 1)}
+VIEWER_PREDICTIONS = {model: f"{RS}/{folder}/predictions" for model, folder in evaluated_models().items()}
 
 
 rule viewer:
@@ -11,15 +11,25 @@ rule viewer:
         translated=list(VIEWER_TRANSLATED.values()),
         pseudo=list(pseudo_sets().values()),
         predictions=list(VIEWER_PREDICTIONS.values()),
-        scores=[f"{R}/{folder}/eval.json" for folder in evaluated_models().values()],
+        scores=[f"{RS}/{folder}/eval.json" for folder in evaluated_models().values()],
+        # several seeds: each seed's page opens with the summary of them all
+        summary=seed_summary_outputs(),
     output:
-        report(directory(f"{R}/viewer"), htmlindex="index.html", category="Viewer", caption="../report/viewer.rst"),
+        report(
+            directory(f"{RS}/viewer"),
+            htmlindex="index.html",
+            category="Viewer",
+            subcategory="seed {seed}" if SEEDED else None,
+            caption="../report/viewer.rst",
+        ),
     params:
         # NAME=PATH items in the loop's order; a kind with no set (ssl_steps: 0) gives no flag at all
+        # and the summary's three files with several seeds (none with one: the command it always was)
         sets=lambda w, input: flags(
             translated=[f"{name}={path}" for name, path in zip(VIEWER_TRANSLATED, input.translated)] or None,
             pseudo=[f"{name}={path}" for name, path in zip(pseudo_sets(), input.pseudo)] or None,
             predictions=[f"{name}={path}" for name, path in zip(VIEWER_PREDICTIONS, input.predictions)] or None,
+            **dict(zip(("seed_summary", "seed_checks", "seed_plot"), input.summary)),
         ),
         args=lambda w: " ".join(
             [
@@ -30,9 +40,9 @@ rule viewer:
             ]
         ),
     benchmark:
-        f"{R}/benchmarks/viewer.tsv"
+        f"{RS}/benchmarks/viewer.tsv"
     log:
-        f"{R}/logs/viewer.log",
+        f"{RS}/logs/viewer.log",
     conda:
         "../envs/bdl.yaml"
     threads: 1
@@ -45,13 +55,13 @@ rule viewer:
 
 rule sample_translated:
     input:
-        f"{R}/round{{k}}/translated.h5",
+        f"{RS}/round{{k}}/translated.h5",
     output:
-        f"{R}/round{{k}}/viewer_sample.h5",
+        f"{RS}/round{{k}}/viewer_sample.h5",
     params:
         sample=flags(sample=config["viewer"]["sample"]),
     log:
-        f"{R}/logs/round{{k}}/viewer_sample.log",
+        f"{RS}/logs/round{{k}}/viewer_sample.log",
     conda:
         "../envs/bdl.yaml"
     threads: 1

@@ -1,0 +1,136 @@
+"""The loop over several seeds: mean and spread of every row of the ablation table, the share of the
+M0-to-oracle gap the final model closes, and the steps that lose on the mean."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from bdl.artifacts import atomic_path
+from bdl.errors import BDLError
+
+COLUMNS = ("miou", "miou16", "miou13")
+
+
+def read_tables(paths) -> list[dict]:
+    """Each metrics.tsv as model -> row (strings), in file order; every table must hold the same models."""
+    tables = []
+    for path in paths:
+        try:
+            with open(path, newline="") as fh:
+                tables.append({r["model"]: r for r in csv.DictReader(fh, delimiter="\t")})
+        except OSError as exc:
+            raise BDLError(f"{path}: cannot read ({exc.strerror})") from None
+        except KeyError:
+            raise BDLError(f"{path}: not an ablation table (no 'model' column)") from None
+    models = list(tables[0])
+    for path, table in zip(paths, tables):
+        if list(table) != models:
+            raise BDLError(f"{path}: rows {list(table)} differ from {paths[0]}'s {models}")
+        for model, row in table.items():
+            for col in COLUMNS:
+                try:
+                    float(row[col])
+                except (KeyError, TypeError, ValueError):
+                    raise BDLError(f"{path}: row {model} has no number in column '{col}'") from None
+    return tables
+
+
+def summarise(tables: list[dict]) -> dict:
+    """model -> column -> (mean, sample std with n-1), over the tables (one per seed, at least two)."""
+    if len(tables) < 2:
+        raise BDLError(f"a spread over seeds needs at least two tables, not {len(tables)}")
+    out = {}
+    for model in tables[0]:
+        values = {c: np.array([float(t[model][c]) for t in tables]) for c in COLUMNS}
+        out[model] = {c: (float(v.mean()), float(v.std(ddof=1))) for c, v in values.items()}
+    return out
+
+
+def gap_closed(mean: dict) -> float | None:
+    """(final - m0) / (oracle - m0) of the mean mIoU, or None without an oracle above M0."""
+    loop = [m for m in mean if m != "oracle"]
+    if "oracle" not in mean or "m0" not in mean or mean["oracle"] <= mean["m0"]:
+        return None
+    return (mean[loop[-1]] - mean["m0"]) / (mean["oracle"] - mean["m0"])
+
+
+def losing_steps(mean: dict) -> list[str]:
+    """Every step of the loop that loses on the mean mIoU (names as metrics.tsv's): M_1 adversarial below M0,
+    an SSL step below the model before it, a round's last model below the round before's, a final model below
+    any row. A final model level with the best row is the best row."""
+    loop = [m for m in mean if m != "oracle"]
+    final = loop[-1]
+    # M_1 against M0 and each SSL step against the model before it; an adversarial M_k (k >= 2) is judged
+    # with its round, through the round's last model
+    steps = [(a, b) for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
+
+    def below(b, a, a_is=""):  # as many decimals as it takes to show the two apart
+        digits = next((d for d in range(2, 6) if f"{mean[b]:.{d}f}" != f"{mean[a]:.{d}f}"), 6)
+        return f"{b} {mean[b]:.{digits}f} < {a_is}{a} {mean[a]:.{digits}f}"
+
+    def lower(b, a):  # means of 2-decimal tables: a difference in the last float bits is a tie
+        return mean[b] < mean[a] - 1e-9
+
+    losses = [below(b, a) for a, b in steps if lower(b, a)]
+    rounds = sorted({int(m[5:].split("_")[0]) for m in loop if m.startswith("round")})
+    lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
+    losses += [f"{below(b, a)} (round {k + 1} below round {k})"
+               for k, a, b in zip(rounds, lasts, lasts[1:]) if lower(b, a)]
+    best = max(loop, key=mean.get)
+    if lower(final, best):
+        losses.append(f"final {below(final, best, 'best row ')}")
+    return losses
+
+
+def loop_checks(mean: dict) -> list[str]:
+    """The gap closed and the steps that lose, as lines for people."""
+    loop = [m for m in mean if m != "oracle"]
+    closed = gap_closed(mean)
+    out = [] if closed is None else [
+        f"gap closed by {loop[-1]}: {100 * closed:.0f}% ((final - m0) / (oracle - m0) of the means)"]
+    losses = losing_steps(mean)
+    out.append("steps that lose on the mean: " + ("; ".join(losses) if losses else "none"))
+    return out
+
+
+def summary_tsv(summary: dict, seeds: list) -> str:
+    head = ["model", "seeds", *(f"{c}_{s}" for c in COLUMNS for s in ("mean", "std"))]
+    lines = ["\t".join(head)]
+    for model, cols in summary.items():
+        lines.append("\t".join([model, str(len(seeds)), *(f"{x:.2f}" for c in COLUMNS for x in cols[c])]))
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for model, cols in summary.items():
+        lines.append(f"| {model} | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in (cols[c] for c in COLUMNS)) + " |")
+    return "\n".join(lines)
+
+
+def plot_seeds(tables: list[dict], seeds: list, path: Path, title: str) -> None:
+    """mIoU of each model of the loop, in its order: every seed's point, the mean with its std as error bar,
+    and the oracle as a line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    loop = [m for m in tables[0] if m != "oracle"]
+    values = np.array([[float(t[m]["miou"]) for m in loop] for t in tables])  # seeds x models
+    fig = Figure(figsize=(max(5.0, 0.9 * len(loop) + 1.5), 3.8))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    x = np.arange(len(loop))
+    for seed, row in zip(seeds, values):
+        ax.plot(x, row, "o", ms=3, alpha=0.5, label=f"seed {seed}")
+    ax.errorbar(x, values.mean(0), yerr=values.std(0, ddof=1), fmt="-", color="k", capsize=3, label="mean ± std")
+    if "oracle" in tables[0]:
+        oracle = np.mean([float(t["oracle"]["miou"]) for t in tables])
+        ax.axhline(oracle, color="tab:green", ls="--", lw=1, label=f"oracle {oracle:.1f}")
+    ax.set_xticks(x, [m.replace("_", "\n") for m in loop], fontsize=8)
+    ax.set_ylabel("mIoU (target val)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
