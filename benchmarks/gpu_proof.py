@@ -97,13 +97,14 @@ def facts() -> dict:
 
 
 def wheel_requirements() -> list[str]:
-    """name==version of snakemake's, jsonschema's and the tests' packages and theirs, as installed here."""
+    """name==version of snakemake's, jsonschema's, hdf5plugin's (the translated sets' codec, which a GPU
+    machine's python is unlikely to have) and the tests' packages and theirs, as installed here."""
     from importlib import metadata
 
     def norm(name):
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    seen, todo = {}, ["snakemake", "jsonschema", "pytest", "psutil"]
+    seen, todo = {}, ["snakemake", "jsonschema", "hdf5plugin", "pytest", "psutil"]
     while todo:
         name = norm(todo.pop())
         if name in seen:

@@ -119,9 +119,13 @@ def test_gpu_proof_runs_its_pieces_at_toy_sizes_on_cpu(tmp_path):
 
 
 def test_gpu_proof_stops_at_its_budget_and_still_writes_its_summary(tmp_path):
+    # through the one command a GPU machine gets (benchmarks/gpu_proof.sh), with no wheels to install
     out = tmp_path / "proof"
-    proc = _proof(out, "--budget", "25")
+    env = os.environ | NO_BF16_KERNELS | {"PYTHON": sys.executable, "BUDGET": "25", "WHEELS": str(tmp_path / "none")}
+    proc = subprocess.run(["bash", "benchmarks/gpu_proof.sh", str(out), "--device", "cpu", "--tiny"], cwd=REPO,
+                          capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+    assert "nothing installed" in (out / "install.log").read_text()
     summary = json.loads((out / "summary.json").read_text())
     statuses = [p["status"] for p in summary["pieces"].values()]
     assert summary["finished"] and summary["seconds"] < 25 + 5
