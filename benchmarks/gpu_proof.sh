@@ -9,8 +9,9 @@
 # there: a CUDA wheel of it is gigabytes); the stages need nothing beyond torch, torchvision, numpy, h5py,
 # pillow, pyyaml, tqdm, matplotlib and hdf5plugin, and the wheels bring snakemake and jsonschema (the workflow),
 # hdf5plugin (the translated sets' codec) and whatever else of theirs is missing. Only wheels of packages
-# that python lacks are installed, into a folder of their own, so the machine's versions stay. FLAGS go to gpu_proof.py (--device cpu --tiny checks all
-# of this on a CPU). BUDGET (seconds, default 480) is the whole run's, the install included.
+# that python lacks are installed, into a folder of their own, so the machine's versions stay. FLAGS go to
+# gpu_proof.py (--device cpu --tiny checks all of this on a CPU). BUDGET (seconds, default 480) is the whole
+# run's, the install included.
 # Environment: PYTHON (default python3), WHEELS (default .whl), BUDGET, WHEEL_PYTHON (for --fetch-wheels:
 # the GPU machine's python version, default 3.12).
 set -uo pipefail
