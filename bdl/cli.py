@@ -201,7 +201,8 @@ def add_dataset_args(p: argparse.ArgumentParser, prefix: str, what: str) -> None
     g.add_argument(f"--{prefix}-split", default=default("source.split" if prefix == "source" else "target.train_split"),
                    help="split folder (Cityscapes layout)")
     g.add_argument(f"--{prefix}-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                   help="resize images (bilinear) and labels (nearest) to W H on load")
+                   help="resize images (bilinear; bicubic under --protocol reference) and labels (nearest) to "
+                        "W H on load")
     g.add_argument(f"--{prefix}-on-mismatch", choices=("error", "skip", "resize"),
                    default=default(f"{prefix}.on_mismatch"),
                    help="a label whose size differs from its image's: refuse, leave the pair out, or resize the "

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Collect evaluation JSONs into the ablation table (the paper's Table 1 shape):
-columns model, round, ssl_step, miou, miou16, miou13, then one IoU column per class.
+columns model, round, ssl_step, miou, miou16, miou13, one IoU column per class, then the protocol that
+scored the model (stages/evaluate.py --help; empty for an evaluation made before the JSON recorded it).
 
   python stages/collect_metrics.py --eval m0=results/m0/eval.json round1_adv=... --out results/metrics.tsv
 Model names follow the workflow: m0, round<k>_adv, round<k>_ssl<n>, oracle.
@@ -37,7 +38,7 @@ def main(args):
     from bdl.artifacts import atomic_path
     from bdl.data.labels import CLASS_NAMES
 
-    header = ["model", "round", "ssl_step", "miou", "miou16", "miou13", *CLASS_NAMES]
+    header = ["model", "round", "ssl_step", "miou", "miou16", "miou13", *CLASS_NAMES, "protocol"]
     lines = ["\t".join(h.replace(" ", "_") for h in header)]
     for name, path in name_path_pairs(args.eval, "--eval"):
         try:
@@ -48,6 +49,7 @@ def main(args):
         per = [res["per_class"][c] for c in CLASS_NAMES]
         cells = [name, k, n] + [f"{res[key]:.2f}" for key in ("miou", "miou16", "miou13")]
         cells += ["" if v is None else f"{v:.2f}" for v in per]
+        cells.append(res.get("protocol", ""))  # last, so the columns before it stay where readers expect them
         lines.append("\t".join(cells))
     with atomic_path(args.out) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

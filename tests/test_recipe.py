@@ -155,6 +155,17 @@ def test_the_preset_s_learning_rates_are_the_reference_s(preset_run, preset):
         assert f.lr * f.lr_scale(step) == pytest.approx(paper_translator(step, epoch), rel=1e-9, abs=1e-15), step
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_preset_scores_and_pseudo_labels_as_the_reference(preset_run, preset):
+    """A paper preset's numbers compare with the paper's only under the reference's protocol: every job that
+    scores, pseudo-labels or resizes frames for M gets it."""
+    commands, _ = preset_run(preset)
+    for stage in ("evaluate", "pseudo_label", "train_segmenter"):
+        assert commands[stage], stage
+        for words in commands[stage]:
+            assert words[words.index("--protocol") + 1] == "reference", (stage, words)
+
+
 class Groups(torch.nn.Module):
     """A model with the reference's FCN-8s parameter groups: weights at 1x, biases at 2x."""
 

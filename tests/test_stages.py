@@ -127,8 +127,9 @@ def test_evaluate_and_collect(chain, tiny_demo):
     run_stage("collect_metrics", "--eval", f"m0={chain / 'eval.json'}", f"round1_ssl1={chain / 'eval.json'}",
               "--out", chain / "metrics.tsv")
     rows = [r.split("\t") for r in (chain / "metrics.tsv").read_text().splitlines()]
-    assert rows[0][:6] == ["model", "round", "ssl_step", "miou", "miou16", "miou13"] and len(rows[0]) == 25
+    assert rows[0][:6] == ["model", "round", "ssl_step", "miou", "miou16", "miou13"] and len(rows[0]) == 26
     assert rows[2][:3] == ["round1_ssl1", "1", "1"]
+    assert res["protocol"] == "bdl" and rows[0][-1] == "protocol" and rows[2][-1] == "bdl"  # which scored it
 
 
 def test_gallery(chain, tiny_demo):
