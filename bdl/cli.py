@@ -108,9 +108,15 @@ def _guarded(main, args) -> int:
     """``main(args)`` with a user error as one ``error:`` line (naming the rank in a worker other than rank 0) and
     exit code 2; in every process of a distributed stage."""
     from bdl.distributed import rank
+    from bdl.stopping import STOPPED_ON_SIGNAL, StoppedOnSignal, exit_line
 
     try:
         main(args)
+    except StoppedOnSignal as exc:
+        _close_progress_bars()
+        if not rank():
+            print(exit_line(exc), file=sys.stderr)
+        return STOPPED_ON_SIGNAL
     except BDLError as exc:
         _close_progress_bars()  # else a bar redraws after the message and the error is not the last line
         print(f"error: {f'[rank {rank()}] ' if rank() else ''}{exc}", file=sys.stderr)

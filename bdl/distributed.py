@@ -246,9 +246,23 @@ def launch(guarded, main, args, procs: int) -> int:
 
     # torch logs each worker it stops after a failure; the failing worker's own error line must stay the log's last
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+    context = mp.start_processes(_worker, (guarded, main, args, procs, _free_port()), nprocs=procs, join=False,
+                                 start_method="spawn")
+
+    def forward(signum, frame):
+        # a signal sent to the stage (the launcher's pid) reaches its workers, which stop together at a step
+        # boundary (bdl.stopping); the launcher itself waits for them
+        for proc in context.processes:
+            if proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    from bdl.stopping import SIGNALS
+
+    for sig in SIGNALS:
+        signal.signal(sig, forward)
     try:
-        mp.start_processes(_worker, (guarded, main, args, procs, _free_port()), nprocs=procs, join=True,
-                           start_method="spawn")
+        while not context.join():
+            pass
     except mp.ProcessExitedException as exc:
         return exc.exit_code if exc.exit_code and exc.exit_code > 0 else 1
     except mp.ProcessRaisedException as exc:

@@ -15,6 +15,7 @@ import torch
 from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
 from bdl.distributed import is_main
 from bdl.errors import BDLError
+from bdl.stopping import StoppedOnSignal, StopRequest
 
 
 def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:
@@ -186,6 +187,7 @@ class TrainingRun:
         self.stage, self.iterations, self.log_every = stage, iterations, log_every
         self.resumable, self.state, self.watch = resumable, state, watch or Watch()
         self.log, self.first, self.bar, self.board = None, 0, None, None
+        self.stop = None
 
     def start(self) -> int:
         """Restore a partial checkpoint if there is one; the first step to run."""
@@ -195,19 +197,26 @@ class TrainingRun:
             for name, obj in self.state.items():
                 obj.load_state_dict(saved[name])
             rows, self.first = saved["log"], int(saved["step"])
+            if saved.get("stopped") and is_main():
+                print(f"[resume] the previous run {saved['stopped']}", file=sys.stderr)
         self.log = LossLog(rows, self.watch.losses if is_main() else None)
         if self.watch.tensorboard and is_main():
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run drops the events it logged after its checkpoint, then logs them again
             self.board = SummaryWriter(str(self.watch.tensorboard), purge_step=self.first or None)
+        # from here on a signal means "checkpoint at the next step boundary and exit" (bdl.stopping)
+        self.stop = StopRequest().install()
         return self.first
 
     def steps(self):
         self.bar = progress(total=self.iterations, desc=self.stage)
         self.bar.update(self.first)
         try:
-            yield from range(self.first, self.iterations)
+            for step in range(self.first, self.iterations):
+                yield step
+                if step + 1 < self.iterations:
+                    self.stop_if_asked(step + 1)
         finally:
             self.bar.close()
             if self.board is not None:
@@ -245,6 +254,35 @@ class TrainingRun:
             watch.curves_now(self.log.rows)
             if watch.snapshot is not None:
                 watch.snapshot(done)
+
+
+    def stop_if_asked(self, done: int) -> None:
+        """After step ``done``: if a signal asked any process to stop, all of them stop here (an all-reduce of the
+        flag each step: a few bytes, so every rank leaves the loop at the same step boundary); rank 0 writes the
+        checkpoint of this step, the others wait for it, then each raises StoppedOnSignal."""
+        asked = self.stop is not None and self.stop.requested is not None
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+            flag = torch.tensor([float(asked)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        else:
+            stop = asked
+        if not stop:
+            return
+        name = self.stop.requested or "a signal"  # a rank the signal did not reach stops with the others
+        stopped = f"stopped on {name} after step {done}"
+        if is_main():
+            self.resumable.save({"kind": "partial", **{k: obj.state_dict() for k, obj in self.state.items()},
+                                 "step": done, "log": self.log.rows, "stopped": stopped})
+            self.watch.curves_now(self.log.rows)
+            self.bar.write(f"[{self.stage}] {stopped}: checkpoint {self.resumable.path} holds step {done}",
+                           file=sys.stderr)
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # no rank exits (and has the launcher stop the others) before the checkpoint is whole
+        raise StoppedOnSignal(name, done)
 
 
 def log_step(bar, stage: str, step: int, total: int, lr: float, losses: dict) -> dict:
