@@ -68,7 +68,9 @@ def test_val_score_every_n_steps_changes_nothing_trained(tiny_demo, tmp_path):
               "--iterations", "1", "--out", tmp_path / "f.pt")
     run_stage("translate", "--translator", tmp_path / "f.pt", *source_flags(tiny_demo), "--threads", "1",
               "--out", tmp_path / "t.h5")
-    base = ["--mode", "adversarial", "--translated", tmp_path / "t.h5", *target_flags(tiny_demo), *SEG,
+    # the translated set holds images only: its labels come from the source
+    base = ["--mode", "adversarial", "--translated", tmp_path / "t.h5", *source_flags(tiny_demo),
+            *target_flags(tiny_demo), *SEG,
             "--iterations", "6", "--log-every", "4"]
     run_stage("train_segmenter", *base, "--eval-every", "3", "--out", tmp_path / "scored.pt",
               "--losses", tmp_path / "scored.tsv")
