@@ -108,14 +108,15 @@ def _guarded(main, args) -> int:
     """``main(args)`` with a user error as one ``error:`` line (naming the rank in a worker other than rank 0) and
     exit code 2; in every process of a distributed stage."""
     from bdl.distributed import rank
-    from bdl.stopping import STOPPED_ON_SIGNAL, StoppedOnSignal, exit_line
+    from bdl.stopping import STOPPED_ON_SIGNAL, StoppedOnSignal, exit_line, requeue
 
     try:
         main(args)
     except StoppedOnSignal as exc:
         _close_progress_bars()
-        if not rank():
+        if not rank():  # the checkpoint is whole (every rank passed its barrier): the job may go
             print(exit_line(exc), file=sys.stderr)
+            requeue(exc, lambda line: print(line, file=sys.stderr, flush=True))
         return STOPPED_ON_SIGNAL
     except BDLError as exc:
         _close_progress_bars()  # else a bar redraws after the message and the error is not the last line

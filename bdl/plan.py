@@ -11,7 +11,9 @@ two orders of magnitude below a translated GTA5 set. Torch-free.
 """
 
 import argparse
+import math
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -178,6 +180,87 @@ def disk_check(plan: list[Planned], results, check: bool) -> tuple[str, str | No
     return line, None
 
 
+# --- time: each training job's hours at a rehearsal's rates, and the submissions its time limit makes it need ---
+
+# Seconds of a submission that train nothing: the job's start (two Snakemake processes, the stage's imports, the
+# model and the checkpoint loaded), beside the signal's lead.
+JOB_START_S = 120
+SIGNAL = re.compile(r"--signal[= ](?:B:)?\w+@(\d+)")
+
+
+def training_jobs(cfg: dict) -> dict:
+    """Training stage -> (jobs, steps each) of a config (``rounds``, ``ssl_steps``, ``oracle``, the seeds)."""
+    runs = max(len(cfg.get("seeds") or []), 1)
+    its, k, n = cfg["segmenter"]["iterations"], cfg["rounds"], cfg["ssl_steps"]
+    jobs = {"train_m0": (runs, its["source"]), "train_translator": (runs * k, cfg["translator"]["iterations"]),
+            "train_adversarial": (runs * k, its["adversarial"])}
+    if n:
+        jobs["train_ssl"] = (runs * k * n, its["ssl"])
+    if cfg.get("oracle"):
+        jobs["train_oracle"] = (1, its["oracle"])
+    return jobs
+
+
+def read_rates(path) -> dict:
+    """A rehearsal's rates.json (benchmarks/rehearse.py): ``{"device": ..., "stages": {stage: {"seconds": s,
+    "unit": "step"}}}``."""
+    import json
+
+    try:
+        rates = json.loads(Path(path).read_text())
+        return {"device": str(rates["device"]), "stages": {k: float(v["seconds"]) for k, v in rates["stages"].items()
+                                                          if v.get("unit") == "step"}}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a rehearsal's rates.json ({exc})") from None
+
+
+def profile_limits(profile) -> dict:
+    """Stage -> (time limit in minutes or None, signal lead in seconds or None) from a Snakemake profile folder's
+    config.yaml (``runtime`` and ``slurm_extra``'s ``--signal`` in set-resources, else default-resources)."""
+    import yaml
+
+    path = Path(profile) / "config.yaml" if Path(profile).is_dir() else Path(profile)
+    data = yaml.safe_load(path.read_text()) or {}
+    default = data.get("default-resources") or {}
+    limits = {}
+    for stage in ("train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl"):
+        res = {**default, **((data.get("set-resources") or {}).get(stage) or {})}
+        lead = SIGNAL.search(str(res.get("slurm_extra", "")))
+        limits[stage] = (res.get("runtime"), int(lead.group(1)) if lead else None)
+    return limits
+
+
+def time_lines(cfg: dict, rates: dict, limits: dict) -> list[str]:
+    """Per training stage: jobs, steps, hours a job at the rates, and submissions a job needs under its limit."""
+    lines = [f"time plan at the rates measured on {rates['device']}:"]
+    total = 0.0
+    for stage, (jobs, steps) in training_jobs(cfg).items():
+        rate = rates["stages"].get(stage)
+        if rate is None:
+            lines.append(f"  {stage}: {jobs} x {steps:,} steps, no rate measured")
+            continue
+        hours = steps * rate / 3600
+        total += jobs * hours
+        minutes, lead = limits.get(stage, (None, None))
+        if minutes:
+            usable = float(minutes) * 60 - (lead or 0) - JOB_START_S
+            need = ("no step after the lead and the job's start" if usable <= 0
+                    else _submissions(max(math.ceil(hours * 3600 / usable), 1)))
+            m = float(minutes)
+            limit = (f"limit {m / 60:g} h" if m >= 120 else f"limit {m:g} min") + \
+                (f", signal {lead} s ahead" if lead else ", no --signal")
+        else:
+            need, limit = _submissions(1), "no time limit"
+        lines.append(f"  {stage}: {jobs} x {steps:,} steps at {rate:.3f} s/step = {hours:.1f} h a job; {limit}: "
+                     f"{need} a job")
+    lines.append(f"  training in all: {total:.1f} h ({total / 24:.1f} days) on one such device per job")
+    return lines
+
+
+def _submissions(n: int) -> str:
+    return f"{n} submission" + ("s" if n > 1 else "")
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(
         prog="python -m bdl.plan", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -195,6 +278,10 @@ def get_args_parser():
     p.add_argument("--image-ratio", type=float, default=IMAGE_RATIO,
                    help=f"what compression leaves of the translated images (default {IMAGE_RATIO}: "
                         f"{IMAGE_RATIO_SOURCE})")
+    p.add_argument("--rates", help="a rehearsal's rates.json (benchmarks/rehearse.py): also print each training "
+                                   "stage's hours and the submissions it needs under --profile's time limits")
+    p.add_argument("--profile", help="the Snakemake profile the run is submitted with (folder or its config.yaml): "
+                                     "the training jobs' runtime and --signal lead, for the submissions")
     return p
 
 
@@ -243,6 +330,14 @@ def main(argv=None) -> int:
     counts = {"source": args.source_frames, "target_train": args.target_frames}
     print(f"disk plan of {args.configfile} (results: {cfg['results']})")
     print("\n".join(plan_lines(cfg, counts, frames, args.image_ratio)))
+    if args.rates:
+        try:
+            rates = read_rates(args.rates)
+            limits = profile_limits(args.profile) if args.profile else {}
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print("\n".join(time_lines(cfg, rates, limits)))
     return 0
 
 

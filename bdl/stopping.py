@@ -3,10 +3,14 @@ next step boundary and exit with ``STOPPED_ON_SIGNAL``; a second signal stops it
 
 Clusters send SIGTERM at a job's time limit or on preemption (and any signal ahead of the limit with
 ``sbatch --signal``); a run that stops at a step boundary loses no work, and its rerun resumes from the very step.
+Inside a SLURM job that is still running (the signal came ahead of its limit: the profile's ``--signal``), the
+stopped stage requeues its own job, which SLURM starts again and which resumes there: a stage longer than the
+partition's limit finishes without a person.
 """
 
 import os
 import signal
+import subprocess
 import time
 
 # sysexits' EX_TEMPFAIL: "try again later". Not a code a failing stage returns (errors exit 2, Python's
@@ -24,21 +28,25 @@ SAME_REQUEST_S = 2.0
 class StoppedOnSignal(Exception):
     """Raised by a training loop after it wrote its checkpoint because a signal asked it to stop."""
 
-    def __init__(self, signame: str, step: int):
+    def __init__(self, signame: str, step: int, first: int = 0):
         super().__init__(f"stopped on {signame} after step {step}")
-        self.signame, self.step = signame, step
+        self.signame, self.step, self.first = signame, step, first
 
 
 class StopRequest:
-    """The signal handlers of a training process: ``requested`` names the first signal received (None before)."""
+    """The signal handlers of a training process: ``requested`` names the first signal received (None before);
+    ``first``: the step this run started at."""
 
-    def __init__(self):
+    def __init__(self, first: int = 0):
         self.requested: str | None = None
         self.at = 0.0
+        self.first = first
 
     def install(self) -> "StopRequest":
+        global _installed
         for sig in SIGNALS:
             signal.signal(sig, self._handle)
+        _installed = self
         return self
 
     def _handle(self, signum, frame) -> None:
@@ -53,6 +61,71 @@ class StopRequest:
         os.kill(os.getpid(), signum)
 
 
+_installed: StopRequest | None = None
+
+
+def stop_after_saving(step: int) -> None:
+    """A training stage calls this once its final file is written: a signal that came after its last step boundary
+    still stops it (its partial checkpoint kept). Under Snakemake inside a SLURM job the signal also reached the
+    Snakemake that runs the stage, which then reports the job failed whatever the stage does and deletes its
+    outputs: the job must be requeued, and the kept checkpoint is what the next submission resumes from."""
+    if _installed is not None and _installed.requested is not None:
+        raise StoppedOnSignal(_installed.requested, step, _installed.first)
+
+
 def exit_line(exc: StoppedOnSignal) -> str:
     return (f"stopped: {exc}; its checkpoint holds that step and a rerun resumes there "
             f"(exit status {STOPPED_ON_SIGNAL})")
+
+
+def ignore_in_worker(worker_id: int) -> None:
+    """DataLoader workers ignore the stop signals. SLURM signals every process of a job step and a terminal its
+    whole group: a worker that died of it would fail the main process's next batch before its step boundary.
+    The main process shuts its workers down as it leaves the loop; they die with it if it is killed."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def stop_record(exc: StoppedOnSignal) -> dict:
+    """One stop, as the checkpoint keeps it for the resumed run's log."""
+    return {"signal": exc.signame, "step": exc.step, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "slurm_job": os.environ.get("SLURM_JOB_ID", "")}
+
+
+def describe(stop: dict) -> str:
+    job = f", slurm job {stop['slurm_job']}" if stop.get("slurm_job") else ""
+    return f"stopped on {stop['signal']} after step {stop['step']} ({stop['time']}{job})"
+
+
+def _slurm(*cmd: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(cmd, 1, "", str(exc))
+
+
+def requeue(exc: StoppedOnSignal, say=print) -> bool:
+    """After a stop on a signal whose checkpoint is written: inside a SLURM job that SLURM is not ending itself
+    (state RUNNING: the signal came ahead of the limit), requeue the job; it starts again and the stage resumes
+    from the checkpoint. A cancelled, preempted or timed-out job is left to SLURM (``scancel`` stays final; a
+    site whose preemption requeues does so itself). True when the job was requeued."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return False
+    if exc.step <= exc.first:
+        # a job whose whole time is shorter than the signal's lead would be requeued forever
+        say(f"slurm job {job} not requeued: the signal came before its first step (started at step {exc.first}); "
+            "its time limit leaves no time for training after the signal's lead: raise the rule's runtime")
+        return False
+    state = _slurm("squeue", "-h", "-j", job, "-o", "%T")
+    status = state.stdout.strip() if state.returncode == 0 else f"unknown ({state.stderr.strip()})"
+    if status != "RUNNING":
+        say(f"slurm job {job} is {status}: not requeued (left to SLURM); a rerun of the workflow resumes")
+        return False
+    say(f"requeuing slurm job {job}: it resumes from step {exc.step} when SLURM starts it again")
+    done = _slurm("scontrol", "requeue", job)  # SLURM ends this job now: nothing after this line is sure to run
+    if done.returncode:
+        say(f"slurm job {job} could not be requeued ({done.stderr.strip()}); a rerun of the workflow resumes "
+            "(submit with --requeue: the profile's slurm-requeue)")
+        return False
+    return True

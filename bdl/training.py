@@ -15,7 +15,7 @@ import torch
 from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
 from bdl.distributed import is_main
 from bdl.errors import BDLError
-from bdl.stopping import StoppedOnSignal, StopRequest
+from bdl.stopping import StoppedOnSignal, StopRequest, describe, stop_after_saving, stop_record
 
 
 def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:
@@ -92,20 +92,30 @@ class Resumable:
 
 class LossLog:
     """Rows of (step, loss terms...) in memory and in the checkpoint. Given a path, each row is also appended to
-    that TSV as it comes, so a long job can be watched and a killed one leaves its rows on disk."""
+    that TSV as it comes, so a long job can be watched and a killed one leaves its rows on disk. ``stops``: the
+    steps after which earlier runs stopped on a signal; the TSV then has a ``run`` column, the run (1, 2, ...) that
+    logged each row, so where it changes the stage resumed (the rows themselves, and so the checkpoint, are those
+    of an uninterrupted run)."""
 
-    def __init__(self, rows: list | None = None, path=None):
+    def __init__(self, rows: list | None = None, path=None, stops=()):
         self.rows = list(rows or [])
+        self.stops = sorted(stops)
         self.path, self.columns = (Path(path) if path else None), None
         if self.path is not None:
             # a resumed run starts from its checkpoint's rows: those logged after it are made again
             self.write(self.path)
+
+    def _tsv(self, row: dict) -> dict:
+        if not self.stops:
+            return row
+        return row | {"run": 1 + sum(stop < row["step"] for stop in self.stops)}
 
     def add(self, step: int, values: dict) -> None:
         row = {"step": step, **{k: float(v) for k, v in values.items()}}
         self.rows.append(row)
         if self.path is None:
             return
+        row = self._tsv(row)
         if self.columns is None or not set(row) <= set(self.columns):
             self.write(self.path)  # a new column (a first val score, say) needs a new header
             return
@@ -113,11 +123,12 @@ class LossLog:
             csv.DictWriter(fh, self.columns, delimiter="\t", restval="").writerow(row)
 
     def write(self, path) -> None:
-        keys = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
+        rows = [self._tsv(r) for r in self.rows]
+        keys = ["step"] + sorted({k for r in rows for k in r} - {"step"})
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, keys, delimiter="\t", restval="")
             w.writeheader()
-            w.writerows(self.rows)
+            w.writerows(rows)
         if self.path is not None and Path(path) == self.path:
             self.columns = keys
 
@@ -188,6 +199,7 @@ class TrainingRun:
         self.resumable, self.state, self.watch = resumable, state, watch or Watch()
         self.log, self.first, self.bar, self.board = None, 0, None, None
         self.stop = None
+        self.stops = []  # the earlier runs' stops on a signal (bdl.stopping.stop_record), oldest first
 
     def start(self) -> int:
         """Restore a partial checkpoint if there is one; the first step to run."""
@@ -197,16 +209,20 @@ class TrainingRun:
             for name, obj in self.state.items():
                 obj.load_state_dict(saved[name])
             rows, self.first = saved["log"], int(saved["step"])
-            if saved.get("stopped") and is_main():
-                print(f"[resume] the previous run {saved['stopped']}", file=sys.stderr)
-        self.log = LossLog(rows, self.watch.losses if is_main() else None)
+            self.stops = list(saved.get("stops", []))
+            if self.stops and is_main():
+                for n, stop in enumerate(self.stops, 1):
+                    print(f"[resume] run {n} {describe(stop)}", file=sys.stderr)
+                print(f"[resume] the previous run {describe(self.stops[-1])}; run {len(self.stops) + 1} resumes "
+                      f"at step {self.first}", file=sys.stderr)
+        self.log = LossLog(rows, self.watch.losses if is_main() else None, [s["step"] for s in self.stops])
         if self.watch.tensorboard and is_main():
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run drops the events it logged after its checkpoint, then logs them again
             self.board = SummaryWriter(str(self.watch.tensorboard), purge_step=self.first or None)
         # from here on a signal means "checkpoint at the next step boundary and exit" (bdl.stopping)
-        self.stop = StopRequest().install()
+        self.stop = StopRequest(self.first).install()
         return self.first
 
     def steps(self):
@@ -215,8 +231,8 @@ class TrainingRun:
         try:
             for step in range(self.first, self.iterations):
                 yield step
-                if step + 1 < self.iterations:
-                    self.stop_if_asked(step + 1)
+                # the last step too: a stage stopped there resumes at its end and only writes its final file
+                self.stop_if_asked(step + 1)
         finally:
             self.bar.close()
             if self.board is not None:
@@ -273,16 +289,17 @@ class TrainingRun:
         if not stop:
             return
         name = self.stop.requested or "a signal"  # a rank the signal did not reach stops with the others
-        stopped = f"stopped on {name} after step {done}"
+        exc = StoppedOnSignal(name, done, self.first)
+        stopped = str(exc)
         if is_main():
             self.resumable.save({"kind": "partial", **{k: obj.state_dict() for k, obj in self.state.items()},
-                                 "step": done, "log": self.log.rows, "stopped": stopped})
+                                 "step": done, "log": self.log.rows, "stops": [*self.stops, stop_record(exc)]})
             self.watch.curves_now(self.log.rows)
             self.bar.write(f"[{self.stage}] {stopped}: checkpoint {self.resumable.path} holds step {done}",
                            file=sys.stderr)
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # no rank exits (and has the launcher stop the others) before the checkpoint is whole
-        raise StoppedOnSignal(name, done)
+        raise exc
 
 
 def log_step(bar, stage: str, step: int, total: int, lr: float, losses: dict) -> dict:
@@ -310,5 +327,6 @@ def save_trained(args, checkpoint: dict, log: LossLog, resumable: Resumable) -> 
     if not is_main():
         return
     save_checkpoint(args.out, checkpoint | {"step": args.iterations, "log": log.rows})
+    stop_after_saving(args.iterations)  # a signal during the save: the partial checkpoint stays (bdl.stopping)
     resumable.finish()
     print(f"saved {args.out} after {args.iterations} iterations", file=sys.stderr)

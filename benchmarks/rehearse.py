@@ -24,6 +24,7 @@ shapes, in the compute format the preset runs in there; 'not run' until a proof 
 
 import argparse
 import csv
+import json
 import os
 import re
 import shutil
@@ -411,7 +412,15 @@ def main(args):
         *memory_rows(out, cfg_path, full_cfg, args.memory_frames),
     ])
     (out / "rehearsal.md").write_text(report + "\n")
+    # the rates the time plan reads (python -m bdl.plan --rates, runtime.rates): one GPU's where a proof gave them
+    measured = {stage: {"seconds": max(e["rates"]), "unit": e["unit"]} for stage, e in by_stage.items() if e["rates"]}
+    chosen = ({stage: {"seconds": sec, "unit": by_stage[stage]["unit"]} for stage, sec in gpu.items()
+               if stage in by_stage} if gpu else measured)
+    (out / "rates.json").write_text(json.dumps({"device": gpu_label if gpu else _machine(args.device),
+                                                "config": args.configfile, "stages": chosen}, indent=1) + "\n")
     print(report)
+    print(f"rates: {out / 'rates.json'} (python -m bdl.plan --configfile {args.configfile} ... --rates "
+          f"{out / 'rates.json'} --profile profiles/slurm)")
 
 
 def _machine(device: str) -> str:

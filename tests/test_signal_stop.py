@@ -81,3 +81,74 @@ def test_two_process_stop_matches_two_process_run(tiny_demo, tmp_path):
     a, b = (torch.load(tmp_path / n, weights_only=True) for n in ("a.pt", "b.pt"))
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_signal_to_the_whole_group_with_dataloader_workers(tiny_demo, straight, tmp_path):
+    """As SLURM and a terminal do: every process gets the signal, DataLoader workers included. They ignore it (a
+    worker killed by it would fail the next batch); the stage stops at its step boundary and resumes as usual."""
+    import os
+
+    args = [*ARGS, *source_flags(tiny_demo), "--workers", "2"]
+    out, losses = tmp_path / "m.pt", tmp_path / "losses.tsv"
+    cmd = [sys.executable, str(STAGES / "train_segmenter.py"), *map(str, args), "--out", str(out),
+           "--losses", str(losses)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (losses.exists() and len(losses.read_text().splitlines()) > 6):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == STOPPED_ON_SIGNAL, err[-3000:]
+    step = torch.load(tmp_path / "m.pt.partial.pt", weights_only=True)["step"]
+    assert f"stopped on SIGTERM after step {step}" in err and "DataLoader worker" not in err
+    rerun = run_stage("train_segmenter", *args, "--out", out, "--losses", losses)
+    assert f"run 2 resumes at step {step}" in rerun.stderr
+    final = torch.load(out, weights_only=True)
+    for key in straight["model"]:
+        assert torch.equal(straight["model"][key], final["model"][key]), key
+    header, *rows = [line.split("\t") for line in losses.read_text().splitlines()]
+    runs = [(int(r[0]), int(r[header.index("run")])) for r in rows]
+    assert all(run == (1 if logged <= step else 2) for logged, run in runs)  # where it resumed
+
+
+class FakeSlurm:
+    """squeue and scontrol as seen from inside a job, recorded."""
+
+    def __init__(self, state):
+        self.state, self.calls = state, []
+
+    def __call__(self, *cmd):
+        self.calls.append(cmd)
+        out = self.state if cmd[0] == "squeue" else ""
+        return subprocess.CompletedProcess(cmd, 0, out + "\n", "")
+
+
+@pytest.mark.parametrize("state,requeued", [("RUNNING", True), ("CANCELLED", False), ("PREEMPTED", False),
+                                            ("COMPLETING", False)])
+def test_requeue_only_a_job_slurm_is_not_ending(monkeypatch, state, requeued):
+    """Ahead of the limit (--signal) the job is still RUNNING: it requeues itself. scancel, a preemption or the limit
+    itself leave it in another state, and SLURM's decision stands."""
+    from bdl import stopping
+
+    fake = FakeSlurm(state)
+    monkeypatch.setattr(stopping, "_slurm", fake)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    said = []
+    assert stopping.requeue(stopping.StoppedOnSignal("SIGTERM", 120, 40), said.append) is requeued
+    assert (("scontrol", "requeue", "42") in fake.calls) is requeued
+    assert ("requeuing slurm job 42" in said[-1]) is requeued
+
+
+def test_no_requeue_without_slurm_or_without_progress(monkeypatch):
+    from bdl import stopping
+
+    fake = FakeSlurm("RUNNING")
+    monkeypatch.setattr(stopping, "_slurm", fake)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert not stopping.requeue(stopping.StoppedOnSignal("SIGTERM", 10, 0), print)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    said = []
+    # signalled before its first step: requeued again it would be signalled again, forever
+    assert not stopping.requeue(stopping.StoppedOnSignal("SIGTERM", 40, 40), said.append)
+    assert not fake.calls and "raise the rule's runtime" in said[0]

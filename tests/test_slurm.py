@@ -199,3 +199,56 @@ def test_rerun_after_scancel_completes_and_resumes(cluster, profile, tmp_path):
         assert re.search(r"^slurm job \d+ on localhost, gpus 2,", text, re.M), stage_log
         for rank in (0, 1):
             assert f"distributed: rank {rank} of 2, device cpu, backend gloo" in text, stage_log
+
+
+def test_time_limit_requeues_until_done_and_matches_local_run(cluster, profile, tmp_path):
+    """M0 needs about three of its 1-minute limit. SLURM sends it SIGTERM 30 s ahead of the limit (the shipped
+    profile's --signal at a lead that fits a minute); the stage checkpoints and requeues its own job, which SLURM
+    starts again and which resumes, until M0 is done: one command, and the results equal an uninterrupted run's."""
+    cfg = tiny_config(tmp_path / "local")
+    cfg["oracle"], cfg["ssl_steps"] = False, 0
+    # A run trains for ~20 s at most (SLURM's signal check ticks every 30 s, and a run starts two Snakemake
+    # processes and the stage first): 500-1,200 steps here, in four or five runs; three at 1,750 steps a run
+    cfg["segmenter"]["iterations"]["source"] = 3500
+    cfg["runtime"]["checkpoint_every"] = 100_000  # every checkpoint is a signal's
+    local_cfg = tmp_path / "local.yaml"
+    local_cfg.write_text(yaml.safe_dump(cfg))
+    # the uninterrupted run beside the SLURM one (one thread per job either way, so the same arithmetic)
+    local = subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--nolock", "--configfile", str(local_cfg)], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    shipped = yaml.safe_load((profile / "config.yaml").read_text())
+    m0 = shipped["set-resources"]["train_m0"]
+    assert m0["slurm_extra"] == "'--signal=TERM@300'"  # the shipped lead, shortened below for a 1-minute limit
+    shipped["set-resources"]["train_m0"] = m0 | {"runtime": 1, "slurm_extra": "'--signal=TERM@30'"}
+    short = tmp_path / "profile"
+    short.mkdir()
+    (short / "config.yaml").write_text(yaml.safe_dump(shipped))
+    results = tmp_path / "slurm"
+    proc = slurm_run(short, cfg | {"results": str(results)}, tmp_path / "limit.yaml")
+    out = proc.stdout + proc.stderr
+    local_out, _ = local.communicate(timeout=600)
+    assert local.returncode == 0, local_out[-3000:]
+    assert proc.returncode == 0, out[-4000:]
+    [job_id] = [job for job, log in SUBMITTED.findall(out) if Path(log).parent.name == "rule_train_m0"]
+    restarts = int(re.search(r"Restarts=(\d+)",
+                             subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                                            check=True).stdout).group(1))
+    assert restarts >= 2  # started three times or more; Snakemake submitted it once
+    log = (results / "logs" / "m0" / "train.log").read_text()
+    assert f"slurm job {job_id} on localhost" in log
+    stops = [int(s) for s in re.findall(rf"\[resume\] run \d+ stopped on SIGTERM after step (\d+) \([^)]*, slurm job "
+                                        rf"{job_id}\)", log)]
+    assert len(stops) == restarts and stops == sorted(stops) and stops[0] > 0
+    assert f"run {restarts + 1} resumes at step {stops[-1]}" in log
+    lines = (results / "m0" / "losses.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    runs = [int(line.split("\t")[header.index("run")]) for line in lines[1:]]
+    assert runs == sorted(runs) and set(runs) == set(range(1, restarts + 2))  # the run that logged each row
+    import torch
+
+    straight = torch.load(tmp_path / "local" / "m0" / "segmenter.pt", weights_only=True)
+    resumed = torch.load(results / "m0" / "segmenter.pt", weights_only=True)
+    for key in straight["model"]:
+        assert torch.equal(straight["model"][key], resumed["model"][key]), key
+    assert (results / "metrics.tsv").read_text() == (tmp_path / "local" / "metrics.tsv").read_text()
+    assert not list(results.rglob("*.partial.pt"))

@@ -17,6 +17,7 @@ from bdl.data.labels import IGNORE
 from bdl.data.readers import Sample, fit_label, image_size, read_image, resize_pair
 from bdl.distributed import World
 from bdl.errors import BDLError
+from bdl.stopping import ignore_in_worker
 
 
 def random_crop_flip(image: torch.Tensor, label: torch.Tensor | None, crop, flip: bool, gen: torch.Generator):
@@ -224,6 +225,7 @@ def make_loader(dataset, batch_size, shuffle, workers, seed=0, drop_last=False, 
                       sampler=EpochSampler(len(dataset), shuffle, seed, world, batch_size),
                       num_workers=workers, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
                       collate_fn=collate, generator=torch.Generator().manual_seed(seed),
+                      worker_init_fn=ignore_in_worker if workers else None,
                       # not persistent: workers must see the epoch that infinite() sets on the dataset
                       persistent_workers=False)
 

@@ -130,6 +130,26 @@ def plan_disk(cfg, counts, frames):
         config_error(refusal)
 
 
+def plan_time(cfg):
+    """With runtime.rates: each training stage's hours and the submissions its time limit makes it need, from the
+    limits Snakemake resolved (a profile's set-resources and default-resources: runtime, slurm_extra's --signal)."""
+    from bdl.plan import SIGNAL, read_rates, time_lines, training_jobs
+
+    try:
+        rates = read_rates(cfg["runtime"]["rates"])
+    except ValueError as exc:
+        config_error(f"runtime.rates: {exc}")
+    settings = workflow.resource_settings
+    default = dict(getattr(settings, "default_resources", None) or {})
+    limits = {}
+    for stage in training_jobs(cfg):
+        res = {**default, **dict((getattr(settings, "overwrite_resources", None) or {}).get(stage) or {})}
+        runtime, extra = (getattr(res.get(key), "raw", res.get(key)) for key in ("runtime", "slurm_extra"))
+        lead = SIGNAL.search(str(extra or ""))
+        limits[stage] = (runtime if isinstance(runtime, (int, float)) else None, int(lead.group(1)) if lead else None)
+    print("\n".join(time_lines(cfg, rates, limits)), file=sys.stderr)
+
+
 _full = validate_config(config)
 config.clear()
 config.update(_full)
@@ -138,4 +158,6 @@ _frames = validate_sizes(config, _first)
 if str(getattr(workflow, "exec_mode", "default")).lower().endswith("default"):
     # once, where the run starts, not in each job's parse: the fit check builds the model (~2 s with torch)
     plan_disk(config, _counts, _frames)
+    if config["runtime"]["rates"]:
+        plan_time(config)
     validate_weights(config)

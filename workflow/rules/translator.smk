@@ -40,8 +40,10 @@ rule train_translator:
     threads: RT["threads"]
     resources:
         **res("gpu"),
+    # exec: the stage replaces the job's shell, which a cluster's signal (sent to every process of the job step)
+    # would otherwise kill before the stage has written its checkpoint (bdl.stopping)
     shell:
-        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.init} {params.runtime}"
+        "BDL_GPUS={resources.gpu} exec python \"$BDL_STAGES/train_translator.py\" {params.args} {params.segmenter} {params.init} {params.runtime}"
         " {params.watch} --threads {threads} --out {output.model:q} --losses {output.losses:q}"
         " --curves {output.curves:q} --samples {output.samples:q} > {log:q} 2>&1"
 
