@@ -44,6 +44,9 @@ def add_training_args(p: argparse.ArgumentParser, g) -> None:
     g.add_argument("--checkpoint-every", type=int, default=default("runtime.checkpoint_every"),
                    help="steps between resumable checkpoints")
     g.add_argument("--log-every", type=int, default=default("runtime.log_every"), help="steps between loss-log rows")
+    g.add_argument("--stop-before-limit", type=int, default=default("runtime.stop_before_limit"),
+                   help="inside a SLURM job: seconds before the job's end at which training checkpoints, requeues "
+                        "the job and exits, to resume when SLURM starts it again (0: never)")
     add_runtime_args(p)
     add_procs_arg(p)
     p.add_argument("--out", required=True, help="final checkpoint (.pt)")

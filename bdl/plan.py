@@ -13,7 +13,6 @@ two orders of magnitude below a translated GTA5 set. Torch-free.
 import argparse
 import math
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -182,10 +181,9 @@ def disk_check(plan: list[Planned], results, check: bool) -> tuple[str, str | No
 
 # --- time: each training job's hours at a rehearsal's rates, and the submissions its time limit makes it need ---
 
-# Seconds of a submission that train nothing: the job's start (two Snakemake processes, the stage's imports, the
-# model and the checkpoint loaded), beside the signal's lead.
+# Seconds of a submission that train nothing besides runtime.stop_before_limit: the job's start (two Snakemake
+# processes, the stage's imports, the model and the checkpoint loaded).
 JOB_START_S = 120
-SIGNAL = re.compile(r"--signal[= ](?:B:)?\w+@(\d+)")
 
 
 def training_jobs(cfg: dict) -> dict:
@@ -215,23 +213,21 @@ def read_rates(path) -> dict:
 
 
 def profile_limits(profile) -> dict:
-    """Stage -> (time limit in minutes or None, signal lead in seconds or None) from a Snakemake profile folder's
-    config.yaml (``runtime`` and ``slurm_extra``'s ``--signal`` in set-resources, else default-resources)."""
+    """Training stage -> its time limit in minutes (None: none) from a Snakemake profile folder's config.yaml
+    (``runtime`` in set-resources, else default-resources)."""
     import yaml
 
     path = Path(profile) / "config.yaml" if Path(profile).is_dir() else Path(profile)
     data = yaml.safe_load(path.read_text()) or {}
     default = data.get("default-resources") or {}
-    limits = {}
-    for stage in ("train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl"):
-        res = {**default, **((data.get("set-resources") or {}).get(stage) or {})}
-        lead = SIGNAL.search(str(res.get("slurm_extra", "")))
-        limits[stage] = (res.get("runtime"), int(lead.group(1)) if lead else None)
-    return limits
+    return {stage: {**default, **((data.get("set-resources") or {}).get(stage) or {})}.get("runtime")
+            for stage in ("train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl")}
 
 
 def time_lines(cfg: dict, rates: dict, limits: dict) -> list[str]:
-    """Per training stage: jobs, steps, hours a job at the rates, and submissions a job needs under its limit."""
+    """Per training stage: jobs, steps, hours a job at the rates, and submissions a job needs under its time limit
+    (``limits``: stage -> minutes), each submission training until ``runtime.stop_before_limit`` before it."""
+    lead = cfg["runtime"]["stop_before_limit"]
     lines = [f"time plan at the rates measured on {rates['device']}:"]
     total = 0.0
     for stage, (jobs, steps) in training_jobs(cfg).items():
@@ -241,14 +237,16 @@ def time_lines(cfg: dict, rates: dict, limits: dict) -> list[str]:
             continue
         hours = steps * rate / 3600
         total += jobs * hours
-        minutes, lead = limits.get(stage, (None, None))
-        if minutes:
-            usable = float(minutes) * 60 - (lead or 0) - JOB_START_S
-            need = ("no step after the lead and the job's start" if usable <= 0
+        minutes = limits.get(stage)
+        if minutes and lead:
+            usable = float(minutes) * 60 - lead - JOB_START_S
+            need = ("no step after the job's start and the stop's lead" if usable <= 0
                     else _submissions(max(math.ceil(hours * 3600 / usable), 1)))
             m = float(minutes)
-            limit = (f"limit {m / 60:g} h" if m >= 120 else f"limit {m:g} min") + \
-                (f", signal {lead} s ahead" if lead else ", no --signal")
+            limit = (f"limit {m / 60:g} h" if m >= 120 else f"limit {m:g} min") + f", stop {lead} s before it"
+        elif minutes:
+            need, limit = ("1 submission" if hours * 60 <= float(minutes) else "more than its limit, and "
+                           "runtime.stop_before_limit is 0: killed at its limit"), f"limit {float(minutes):g} min"
         else:
             need, limit = _submissions(1), "no time limit"
         lines.append(f"  {stage}: {jobs} x {steps:,} steps at {rate:.3f} s/step = {hours:.1f} h a job; {limit}: "
@@ -281,7 +279,7 @@ def get_args_parser():
     p.add_argument("--rates", help="a rehearsal's rates.json (benchmarks/rehearse.py): also print each training "
                                    "stage's hours and the submissions it needs under --profile's time limits")
     p.add_argument("--profile", help="the Snakemake profile the run is submitted with (folder or its config.yaml): "
-                                     "the training jobs' runtime and --signal lead, for the submissions")
+                                     "the training jobs' runtime (time limit), for the submissions")
     return p
 
 

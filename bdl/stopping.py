@@ -1,11 +1,14 @@
 """Stopping a training stage on a signal: SIGTERM, SIGINT or SIGUSR1 asks the run to write its checkpoint at the
 next step boundary and exit with ``STOPPED_ON_SIGNAL``; a second signal stops it at once.
 
-Clusters send SIGTERM at a job's time limit or on preemption (and any signal ahead of the limit with
-``sbatch --signal``); a run that stops at a step boundary loses no work, and its rerun resumes from the very step.
-Inside a SLURM job that is still running (the signal came ahead of its limit: the profile's ``--signal``), the
-stopped stage requeues its own job, which SLURM starts again and which resumes there: a stage longer than the
-partition's limit finishes without a person.
+Clusters send SIGTERM at a job's time limit or on preemption; a run that stops at a step boundary loses no work,
+and its rerun resumes from the very step. Inside a SLURM job a training stage also stops by itself ``lead`` seconds
+before the job's end (``JobDeadline``) and requeues its own job, which SLURM starts again and which resumes there:
+a stage longer than the partition's limit finishes without a person.
+
+Why not ``sbatch --signal``: SLURM signals every process of the job step, and the Snakemake process that runs the
+stage inside the job reports the job failed once signalled (SIGTERM) or dies (SIGUSR1), whatever the stage does;
+a signal that lands after the stage's last step boundary then fails a finished job and deletes its outputs.
 """
 
 import os
@@ -78,12 +81,46 @@ def exit_line(exc: StoppedOnSignal) -> str:
             f"(exit status {STOPPED_ON_SIGNAL})")
 
 
+TIME_LIMIT = "the job's time limit"
+
+
+class JobDeadline:
+    """Inside a SLURM job (``SLURM_JOB_ID``): when a training stage stops by itself, ``lead`` seconds before the job's
+    end as ``squeue`` gives it (read at the start and again at every checkpoint, so a limit changed with ``scontrol
+    update`` counts). Outside SLURM, or with ``lead`` 0, never."""
+
+    def __init__(self, lead: float):
+        self.lead, self.job, self.end = float(lead), os.environ.get("SLURM_JOB_ID"), None
+        self.refresh()
+
+    def refresh(self) -> None:
+        if not self.job or self.lead <= 0:
+            return
+        out = _slurm("squeue", "-h", "-j", self.job, "-o", "%e")
+        try:  # EndTime in the controller's local time, e.g. 2026-12-07T01:26:38; 'N/A' without a limit
+            self.end = time.mktime(time.strptime(out.stdout.strip(), "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            pass  # keep the last end read (squeue briefly unreachable), or none
+
+    def passed(self) -> bool:
+        return self.end is not None and time.time() >= self.end - self.lead
+
+
 def ignore_in_worker(worker_id: int) -> None:
-    """DataLoader workers ignore the stop signals. SLURM signals every process of a job step and a terminal its
-    whole group: a worker that died of it would fail the main process's next batch before its step boundary.
-    The main process shuts its workers down as it leaves the loop; they die with it if it is killed."""
+    """DataLoader workers let the first stop signal pass. SLURM signals every process of a job step and a terminal
+    its whole group: a worker that died of it would fail the main process's next batch before its step boundary.
+    The next signal kills the worker: the SIGTERM with which the exiting main process ends its workers, or a second
+    request, which stops the main process at once too. A worker forked after the request (a new epoch's) has
+    nothing to let pass: the main process's state, copied by the fork, says so."""
+    if _installed is not None and _installed.requested is not None:
+        return
+
+    def first(signum, frame):
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+
     for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        signal.signal(sig, first)
 
 
 def stop_record(exc: StoppedOnSignal) -> dict:
@@ -105,17 +142,17 @@ def _slurm(*cmd: str) -> subprocess.CompletedProcess:
 
 
 def requeue(exc: StoppedOnSignal, say=print) -> bool:
-    """After a stop on a signal whose checkpoint is written: inside a SLURM job that SLURM is not ending itself
-    (state RUNNING: the signal came ahead of the limit), requeue the job; it starts again and the stage resumes
-    from the checkpoint. A cancelled, preempted or timed-out job is left to SLURM (``scancel`` stays final; a
-    site whose preemption requeues does so itself). True when the job was requeued."""
+    """After a stop whose checkpoint is written: inside a SLURM job that SLURM is not ending itself (state RUNNING:
+    the stage stopped ahead of its limit, or was sent a signal with ``scancel --signal``), requeue the job; it starts
+    again and the stage resumes from the checkpoint. A cancelled, preempted or timed-out job is left to SLURM
+    (``scancel`` stays final; a site whose preemption requeues does so itself). True when the job was requeued."""
     job = os.environ.get("SLURM_JOB_ID")
     if not job:
         return False
     if exc.step <= exc.first:
         # a job whose whole time is shorter than the signal's lead would be requeued forever
-        say(f"slurm job {job} not requeued: the signal came before its first step (started at step {exc.first}); "
-            "its time limit leaves no time for training after the signal's lead: raise the rule's runtime")
+        say(f"slurm job {job} not requeued: it stopped before its first step (started at step {exc.first}); "
+            "its time limit leaves no time for training before runtime.stop_before_limit: raise the rule's runtime")
         return False
     state = _slurm("squeue", "-h", "-j", job, "-o", "%T")
     status = state.stdout.strip() if state.returncode == 0 else f"unknown ({state.stderr.strip()})"

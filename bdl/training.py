@@ -15,7 +15,15 @@ import torch
 from bdl.artifacts import atomic_path, load_checkpoint, save_checkpoint
 from bdl.distributed import is_main
 from bdl.errors import BDLError
-from bdl.stopping import StoppedOnSignal, StopRequest, describe, stop_after_saving, stop_record
+from bdl.stopping import (
+    TIME_LIMIT,
+    JobDeadline,
+    StoppedOnSignal,
+    StopRequest,
+    describe,
+    stop_after_saving,
+    stop_record,
+)
 
 
 def poly_lr(base: float, step: int, max_steps: int, power: float = 0.9) -> float:
@@ -38,7 +46,7 @@ WATCH_ARGS = ("losses", "curves", "tensorboard", "eval_every", "eval_split", "sa
 
 
 def args_fingerprint(args: dict, ignore=("threads", "device", "workers", "procs", "checkpoint_every", "log_every",
-                                         *WATCH_ARGS)) -> str:
+                                         "stop_before_limit", *WATCH_ARGS)) -> str:
     """A hash of the settings that change results; resuming is allowed only into the same fingerprint."""
     kept = {k: v for k, v in sorted(args.items()) if k not in ignore and k != "out"}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -58,11 +66,12 @@ class Resumable:
     Snakemake removes a failed job's outputs but not this file, so a rerun continues from it.
     """
 
-    def __init__(self, out: Path, args: dict, every: int):
+    def __init__(self, out: Path, args: dict, every: int, stop_before_limit: float = 0):
         self.out = Path(out)
         self.path = self.out.with_name(self.out.name + ".partial.pt")
         self.every = max(int(every), 0)
         self.fingerprint = args_fingerprint(args)
+        self.stop_before_limit = stop_before_limit  # seconds before a SLURM job's end (bdl.stopping.JobDeadline)
 
     def load(self) -> dict | None:
         if not self.path.exists():
@@ -198,7 +207,7 @@ class TrainingRun:
         self.stage, self.iterations, self.log_every = stage, iterations, log_every
         self.resumable, self.state, self.watch = resumable, state, watch or Watch()
         self.log, self.first, self.bar, self.board = None, 0, None, None
-        self.stop = None
+        self.stop = self.deadline = None
         self.stops = []  # the earlier runs' stops on a signal (bdl.stopping.stop_record), oldest first
 
     def start(self) -> int:
@@ -223,6 +232,7 @@ class TrainingRun:
             self.board = SummaryWriter(str(self.watch.tensorboard), purge_step=self.first or None)
         # from here on a signal means "checkpoint at the next step boundary and exit" (bdl.stopping)
         self.stop = StopRequest(self.first).install()
+        self.deadline = JobDeadline(self.resumable.stop_before_limit)
         return self.first
 
     def steps(self):
@@ -264,8 +274,9 @@ class TrainingRun:
         self.bar.update(1)
         checkpoint = self.resumable.due(done) and done < self.iterations
         if checkpoint:
+            self.deadline.refresh()
             self.resumable.save({"kind": "partial", **{name: obj.state_dict() for name, obj in self.state.items()},
-                                 "step": done, "log": self.log.rows})
+                                 "step": done, "log": self.log.rows, "stops": self.stops})
         if checkpoint or done == self.iterations:
             watch.curves_now(self.log.rows)
             if watch.snapshot is not None:
@@ -276,7 +287,7 @@ class TrainingRun:
         """After step ``done``: if a signal asked any process to stop, all of them stop here (an all-reduce of the
         flag each step: a few bytes, so every rank leaves the loop at the same step boundary); rank 0 writes the
         checkpoint of this step, the others wait for it, then each raises StoppedOnSignal."""
-        asked = self.stop is not None and self.stop.requested is not None
+        asked = self.stop is not None and (self.stop.requested is not None or self.deadline.passed())
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
@@ -288,7 +299,8 @@ class TrainingRun:
             stop = asked
         if not stop:
             return
-        name = self.stop.requested or "a signal"  # a rank the signal did not reach stops with the others
+        # a rank the signal did not reach (or whose deadline is a moment later) stops with the others
+        name = self.stop.requested or (TIME_LIMIT if self.deadline.passed() else "a signal")
         exc = StoppedOnSignal(name, done, self.first)
         stopped = str(exc)
         if is_main():

@@ -139,7 +139,7 @@ def main(args):
     # only the adaptation modes train D
     settings = SegmenterSettings.from_args(args, lambda_adv=args.lambda_adv if args.mode in ("adversarial", "ssl")
                                            else 0.0)
-    resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
+    resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every, args.stop_before_limit)
     compute = ComputeFormat.of(args, device)
     watch = Watch.from_args(args, f"segmenter, mode {args.mode}",
                             evaluate=val_score(args, model, device, compute) if args.eval_every > 0 and world.main

@@ -87,7 +87,7 @@ def main(args):
             raise BDLError(f"{args.init}: a translator with {dict(init['arch'])}, this one is {arch} "
                            "(config translator.ngf / n_blocks)")
     settings = TranslatorSettings.from_args(args)
-    resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every)
+    resumable = Resumable(Path(args.out), vars(args), args.checkpoint_every, args.stop_before_limit)
     F_ab, F_ba, log = train_translator(
         arch, make_loader(src, args.batch_size, True, args.workers, args.seed, drop_last=True, world=world),
         make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True, world=world),

@@ -2,6 +2,7 @@
 with STOPPED_ON_SIGNAL within a step, and its rerun ends with the weights of an uninterrupted run (CPU, same seed);
 with two gloo processes the ranks stop at the same step."""
 
+import re
 import signal
 import subprocess
 import sys
@@ -84,32 +85,40 @@ def test_two_process_stop_matches_two_process_run(tiny_demo, tmp_path):
 
 
 def test_signal_to_the_whole_group_with_dataloader_workers(tiny_demo, straight, tmp_path):
-    """As SLURM and a terminal do: every process gets the signal, DataLoader workers included. They ignore it (a
-    worker killed by it would fail the next batch); the stage stops at its step boundary and resumes as usual."""
+    """As SLURM and a terminal do: every process gets the signal, DataLoader workers included. They let it pass (a
+    worker killed by it would fail the next batch); the stage stops at its step boundary. Stopped twice (the second
+    run writing periodic checkpoints, which keep the history), the third run resumes and ends as an uninterrupted
+    run; its log names both stops and losses.tsv the run of each row."""
     import os
 
     args = [*ARGS, *source_flags(tiny_demo), "--workers", "2"]
     out, losses = tmp_path / "m.pt", tmp_path / "losses.tsv"
-    cmd = [sys.executable, str(STAGES / "train_segmenter.py"), *map(str, args), "--out", str(out),
-           "--losses", str(losses)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while not (losses.exists() and len(losses.read_text().splitlines()) > 6):
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == STOPPED_ON_SIGNAL, err[-3000:]
-    step = torch.load(tmp_path / "m.pt.partial.pt", weights_only=True)["step"]
-    assert f"stopped on SIGTERM after step {step}" in err and "DataLoader worker" not in err
+    stops = []
+    for rows, every in ((6, "1000"), (30, "5")):
+        cmd = [sys.executable, str(STAGES / "train_segmenter.py"), *map(str, args), "--checkpoint-every", every,
+               "--out", str(out), "--losses", str(losses)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        deadline = time.time() + 120
+        while not (losses.exists() and len(losses.read_text().splitlines()) > rows):
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == STOPPED_ON_SIGNAL, err[-3000:]
+        stops.append(torch.load(tmp_path / "m.pt.partial.pt", weights_only=True)["step"])
+        assert f"stopped on SIGTERM after step {stops[-1]}" in err and "DataLoader worker" not in err
     rerun = run_stage("train_segmenter", *args, "--out", out, "--losses", losses)
-    assert f"run 2 resumes at step {step}" in rerun.stderr
+    for n, step in enumerate(stops, 1):
+        assert re.search(rf"\[resume\] run {n} stopped on SIGTERM after step {step} \(", rerun.stderr)
+    assert f"run 3 resumes at step {stops[1]}" in rerun.stderr
     final = torch.load(out, weights_only=True)
     for key in straight["model"]:
         assert torch.equal(straight["model"][key], final["model"][key]), key
     header, *rows = [line.split("\t") for line in losses.read_text().splitlines()]
     runs = [(int(r[0]), int(r[header.index("run")])) for r in rows]
-    assert all(run == (1 if logged <= step else 2) for logged, run in runs)  # where it resumed
+    assert all(run == 1 + sum(stop < logged for stop in stops) for logged, run in runs)
+    assert {run for _, run in runs} == {1, 2, 3}
 
 
 class FakeSlurm:
@@ -127,7 +136,7 @@ class FakeSlurm:
 @pytest.mark.parametrize("state,requeued", [("RUNNING", True), ("CANCELLED", False), ("PREEMPTED", False),
                                             ("COMPLETING", False)])
 def test_requeue_only_a_job_slurm_is_not_ending(monkeypatch, state, requeued):
-    """Ahead of the limit (--signal) the job is still RUNNING: it requeues itself. scancel, a preemption or the limit
+    """Stopped ahead of its limit the job is still RUNNING: it requeues itself. scancel, a preemption or the limit
     itself leave it in another state, and SLURM's decision stands."""
     from bdl import stopping
 
@@ -152,3 +161,25 @@ def test_no_requeue_without_slurm_or_without_progress(monkeypatch):
     # signalled before its first step: requeued again it would be signalled again, forever
     assert not stopping.requeue(stopping.StoppedOnSignal("SIGTERM", 40, 40), said.append)
     assert not fake.calls and "raise the rule's runtime" in said[0]
+
+
+def test_job_deadline_from_squeue(monkeypatch):
+    """The stop ahead of the limit: lead seconds before squeue's EndTime, refreshed (a limit changed with scontrol
+    update counts); none outside SLURM, with lead 0, or while squeue gives no end."""
+    from bdl import stopping
+
+    now = time.time()
+    fake = FakeSlurm(time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now + 100)))
+    monkeypatch.setattr(stopping, "_slurm", fake)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert stopping.JobDeadline(120).passed() and not stopping.JobDeadline(60).passed()
+    assert fake.calls[0] == ("squeue", "-h", "-j", "42", "-o", "%e")
+    deadline = stopping.JobDeadline(60)
+    fake.state = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now + 30))  # the limit was lowered
+    deadline.refresh()
+    assert deadline.passed()
+    fake.state = "N/A"
+    assert not stopping.JobDeadline(60).passed() and not stopping.JobDeadline(0).passed()
+    monkeypatch.delenv("SLURM_JOB_ID")
+    calls = len(fake.calls)
+    assert not stopping.JobDeadline(60).passed() and len(fake.calls) == calls

@@ -202,24 +202,23 @@ def test_rerun_after_scancel_completes_and_resumes(cluster, profile, tmp_path):
 
 
 def test_time_limit_requeues_until_done_and_matches_local_run(cluster, profile, tmp_path):
-    """M0 needs about three of its 1-minute limit. SLURM sends it SIGTERM 30 s ahead of the limit (the shipped
-    profile's --signal at a lead that fits a minute); the stage checkpoints and requeues its own job, which SLURM
-    starts again and which resumes, until M0 is done: one command, and the results equal an uninterrupted run's."""
+    """M0 needs three or more of its 1-minute limit. 35 s before the limit (runtime.stop_before_limit, 300 s in the
+    shipped config) the stage checkpoints and requeues its own job, which SLURM starts again and which resumes,
+    until M0 is done: one command, and the results equal an uninterrupted run's."""
     cfg = tiny_config(tmp_path / "local")
     cfg["oracle"], cfg["ssl_steps"] = False, 0
-    # A run trains for ~20 s at most (SLURM's signal check ticks every 30 s, and a run starts two Snakemake
-    # processes and the stage first): 500-1,200 steps here, in four or five runs; three at 1,750 steps a run
-    cfg["segmenter"]["iterations"]["source"] = 3500
-    cfg["runtime"]["checkpoint_every"] = 100_000  # every checkpoint is a signal's
+    # A run trains for ~15 s: it stops 25 s into its minute, and starts two Snakemake processes and the stage first
+    # (~10 s). That is 750-1,500 steps here (50-95 a second, with the local run beside it): three runs or more
+    cfg["segmenter"]["iterations"]["source"] = 3600
+    cfg["runtime"]["checkpoint_every"] = 100_000  # every checkpoint is a stop's
+    cfg["runtime"]["stop_before_limit"] = 35
     local_cfg = tmp_path / "local.yaml"
     local_cfg.write_text(yaml.safe_dump(cfg))
     # the uninterrupted run beside the SLURM one (one thread per job either way, so the same arithmetic)
     local = subprocess.Popen([*SNAKEMAKE, "--cores", "1", "--nolock", "--configfile", str(local_cfg)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     shipped = yaml.safe_load((profile / "config.yaml").read_text())
-    m0 = shipped["set-resources"]["train_m0"]
-    assert m0["slurm_extra"] == "'--signal=TERM@300'"  # the shipped lead, shortened below for a 1-minute limit
-    shipped["set-resources"]["train_m0"] = m0 | {"runtime": 1, "slurm_extra": "'--signal=TERM@30'"}
+    shipped["set-resources"]["train_m0"] |= {"runtime": 1}
     short = tmp_path / "profile"
     short.mkdir()
     (short / "config.yaml").write_text(yaml.safe_dump(shipped))
@@ -236,8 +235,8 @@ def test_time_limit_requeues_until_done_and_matches_local_run(cluster, profile, 
     assert restarts >= 2  # started three times or more; Snakemake submitted it once
     log = (results / "logs" / "m0" / "train.log").read_text()
     assert f"slurm job {job_id} on localhost" in log
-    stops = [int(s) for s in re.findall(rf"\[resume\] run \d+ stopped on SIGTERM after step (\d+) \([^)]*, slurm job "
-                                        rf"{job_id}\)", log)]
+    stops = [int(s) for s in re.findall(rf"\[resume\] run \d+ stopped on the job's time limit after step (\d+) "
+                                        rf"\([^)]*, slurm job {job_id}\)", log)]
     assert len(stops) == restarts and stops == sorted(stops) and stops[0] > 0
     assert f"run {restarts + 1} resumes at step {stops[-1]}" in log
     lines = (results / "m0" / "losses.tsv").read_text().splitlines()

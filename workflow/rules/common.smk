@@ -92,7 +92,10 @@ PROTOCOL = flags(protocol=config["protocol"] if config["protocol"] != default("p
 RUNTIME = " ".join(filter(None, [flags(device=config["device"], workers=RT["workers"], bf16=on_off(RT["bf16"]),
                                        channels_last=on_off(RT["channels_last"]), procs=GPJ if GPJ > 1 else None),
                                  PROTOCOL]))
-TRAIN_RUNTIME = flags(checkpoint_every=RT["checkpoint_every"], log_every=RT["log_every"])
+# --stop-before-limit only where it is not the stages' default, likewise (it never changes results)
+TRAIN_RUNTIME = flags(checkpoint_every=RT["checkpoint_every"], log_every=RT["log_every"],
+                      stop_before_limit=None if RT["stop_before_limit"] == default("runtime.stop_before_limit")
+                      else RT["stop_before_limit"])
 
 
 def watch_flags(model, m0=False):

@@ -132,8 +132,8 @@ def plan_disk(cfg, counts, frames):
 
 def plan_time(cfg):
     """With runtime.rates: each training stage's hours and the submissions its time limit makes it need, from the
-    limits Snakemake resolved (a profile's set-resources and default-resources: runtime, slurm_extra's --signal)."""
-    from bdl.plan import SIGNAL, read_rates, time_lines, training_jobs
+    limits Snakemake resolved (a profile's set-resources, else default-resources: runtime)."""
+    from bdl.plan import read_rates, time_lines, training_jobs
 
     try:
         rates = read_rates(cfg["runtime"]["rates"])
@@ -144,9 +144,8 @@ def plan_time(cfg):
     limits = {}
     for stage in training_jobs(cfg):
         res = {**default, **dict((getattr(settings, "overwrite_resources", None) or {}).get(stage) or {})}
-        runtime, extra = (getattr(res.get(key), "raw", res.get(key)) for key in ("runtime", "slurm_extra"))
-        lead = SIGNAL.search(str(extra or ""))
-        limits[stage] = (runtime if isinstance(runtime, (int, float)) else None, int(lead.group(1)) if lead else None)
+        runtime = getattr(res.get("runtime"), "raw", res.get("runtime"))
+        limits[stage] = runtime if isinstance(runtime, (int, float)) else None
     print("\n".join(time_lines(cfg, rates, limits)), file=sys.stderr)
 
 
