@@ -69,14 +69,19 @@ _installed: StopRequest | None = None
 
 def stop_after_saving(step: int) -> None:
     """A training stage calls this once its final file is written: a signal that came after its last step boundary
-    still stops it (its partial checkpoint kept). Under Snakemake inside a SLURM job the signal also reached the
-    Snakemake that runs the stage, which then reports the job failed whatever the stage does and deletes its
-    outputs: the job must be requeued, and the kept checkpoint is what the next submission resumes from."""
+    (a preemption, scancel, Ctrl-C) still stops it, with exit status 75 and its partial checkpoint kept: the job is
+    then failed or requeued, and Snakemake deletes a failed job's outputs, so the kept checkpoint is what the rerun
+    resumes from (it redoes the steps since that checkpoint, to the same weights)."""
     if _installed is not None and _installed.requested is not None:
-        raise StoppedOnSignal(_installed.requested, step, _installed.first)
+        exc = StoppedOnSignal(_installed.requested, step, _installed.first)
+        exc.while_saving = True
+        raise exc
 
 
 def exit_line(exc: StoppedOnSignal) -> str:
+    if getattr(exc, "while_saving", False):
+        return (f"stopped: {exc.signame} came while the final checkpoint was written; the partial checkpoint of an "
+                f"earlier step is kept and a rerun resumes there (exit status {STOPPED_ON_SIGNAL})")
     return (f"stopped: {exc}; its checkpoint holds that step and a rerun resumes there "
             f"(exit status {STOPPED_ON_SIGNAL})")
 

@@ -183,3 +183,18 @@ def test_job_deadline_from_squeue(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID")
     calls = len(fake.calls)
     assert not stopping.JobDeadline(60).passed() and len(fake.calls) == calls
+
+
+def test_a_signal_during_the_final_save_keeps_the_partial_checkpoint(monkeypatch):
+    """After its last step boundary a stage can still be signalled (while it writes its final file): it stops with
+    exit status 75, says the kept partial checkpoint is of an earlier step, and is requeued like any stop."""
+    from bdl import stopping
+
+    request = stopping.StopRequest(first=5)
+    monkeypatch.setattr(stopping, "_installed", request)
+    stopping.stop_after_saving(60)  # no signal: nothing happens
+    request.requested = "SIGTERM"
+    with pytest.raises(stopping.StoppedOnSignal) as info:
+        stopping.stop_after_saving(60)
+    assert "while the final checkpoint was written" in stopping.exit_line(info.value)
+    assert (info.value.step, info.value.first) == (60, 5)
