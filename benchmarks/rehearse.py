@@ -412,15 +412,23 @@ def main(args):
         *memory_rows(out, cfg_path, full_cfg, args.memory_frames),
     ])
     (out / "rehearsal.md").write_text(report + "\n")
-    # the rates the time plan reads (python -m bdl.plan --rates, runtime.rates): one GPU's where a proof gave them
-    measured = {stage: {"seconds": max(e["rates"]), "unit": e["unit"]} for stage, e in by_stage.items() if e["rates"]}
-    chosen = ({stage: {"seconds": sec, "unit": by_stage[stage]["unit"]} for stage, sec in gpu.items()
-               if stage in by_stage} if gpu else measured)
-    (out / "rates.json").write_text(json.dumps({"device": gpu_label if gpu else _machine(args.device),
-                                                "config": args.configfile, "stages": chosen}, indent=1) + "\n")
+    (out / "rates.json").write_text(json.dumps(rates_of(by_stage, gpu_label, gpu, _machine(args.device),
+                                                        args.configfile), indent=1) + "\n")
     print(report)
     print(f"rates: {out / 'rates.json'} (python -m bdl.plan --configfile {args.configfile} ... --rates "
           f"{out / 'rates.json'} --profile profiles/slurm)")
+
+
+def rates_of(by_stage: dict, gpu_label: str, gpu: dict, machine: str, configfile: str) -> dict:
+    """What the time plan reads (``python -m bdl.plan --rates``, ``runtime.rates``): each stage's seconds per unit,
+    one GPU's where a proof gave them (all from it: rates of two devices do not add up), else those measured here."""
+    if gpu:
+        stages = {stage: {"seconds": sec, "unit": by_stage[stage]["unit"]} for stage, sec in gpu.items()
+                  if stage in by_stage}
+    else:
+        stages = {stage: {"seconds": max(e["rates"]), "unit": e["unit"]} for stage, e in by_stage.items()
+                  if e["rates"]}
+    return {"device": gpu_label if gpu else machine, "config": configfile, "stages": stages}
 
 
 def _machine(device: str) -> str:

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from rehearse import bar_seconds, gpu_rates, jobs_of
+from rehearse import bar_seconds, gpu_rates, jobs_of, rates_of
 
 from bdl.defaults import merged, schema_defaults
 
@@ -50,3 +50,22 @@ def test_gpu_rates_come_from_a_gpu_proof_in_the_presets_compute_format(tmp_path)
     # a CPU check at toy sizes gives no GPU rate, and no proof gives none either
     (tmp_path / "summary.json").write_text(json.dumps(summary | {"device": "cpu", "tiny": True}))
     assert gpu_rates(tmp_path, auto)[1] == {} and gpu_rates(None, auto)[1] == {}
+
+
+def test_rates_file_feeds_the_time_plan(tmp_path):
+    """rates.json: the GPU proof's rates where there are any, else the measured ones; the plan reads its steps."""
+    import json
+
+    from bdl.plan import read_rates
+
+    by_stage = {"train_m0": {"rates": [2.0, 3.0], "unit": "step"},
+                "translate": {"rates": [0.5], "unit": "source frame"}, "evaluate": {"rates": [], "unit": "val frame"}}
+    here = rates_of(by_stage, "GPU (proof not run)", {}, "2-core CPU", "preset.yaml")
+    assert here["device"] == "2-core CPU" and here["stages"]["train_m0"] == {"seconds": 3.0, "unit": "step"}
+    assert "evaluate" not in here["stages"]
+    on_gpu = rates_of(by_stage, "one H100, bf16+channels_last", {"train_m0": 0.4, "train_ssl": 0.5}, "cpu", "p.yaml")
+    assert on_gpu["device"].startswith("one H100")
+    assert on_gpu["stages"] == {"train_m0": {"seconds": 0.4, "unit": "step"}}
+    path = tmp_path / "rates.json"
+    path.write_text(json.dumps(here))
+    assert read_rates(path) == {"device": "2-core CPU", "stages": {"train_m0": 3.0}}  # steps only: the plan's unit
