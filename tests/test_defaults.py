@@ -12,7 +12,8 @@ from bdl.defaults import default, switch
 
 RUNTIME = {"device": "device", "seed": "seed", "workers": "runtime.workers", "bf16": "runtime.bf16",
            "channels_last": "runtime.channels_last", "procs": "runtime.gpus_per_job", "protocol": "protocol"}
-TRAINING = RUNTIME | {"checkpoint_every": "runtime.checkpoint_every", "log_every": "runtime.log_every"}
+TRAINING = RUNTIME | {"checkpoint_every": "runtime.checkpoint_every", "log_every": "runtime.log_every",
+                      "stop_before_limit": "runtime.stop_before_limit"}
 SEGMENTER_WATCH = {"eval_every": "runtime.eval_every", "eval_split": "target.val_split"}
 DATA = {f"{d}_{k}": f"{d}.{k}" for d in ("source", "target") for k in ("size", "on_mismatch")} | {
     "source_split": "source.split", "target_split": "target.train_split"}
