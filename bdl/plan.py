@@ -237,16 +237,15 @@ def time_lines(cfg: dict, rates: dict, limits: dict) -> list[str]:
             continue
         hours = steps * rate / 3600
         total += jobs * hours
-        minutes = limits.get(stage)
-        if minutes and lead:
-            usable = float(minutes) * 60 - lead - JOB_START_S
+        m = float(limits.get(stage) or 0)  # the time limit in minutes, 0: none
+        if m and lead:
+            usable = m * 60 - lead - JOB_START_S
             need = ("no step after the job's start and the stop's lead" if usable <= 0
                     else _submissions(max(math.ceil(hours * 3600 / usable), 1)))
-            m = float(minutes)
             limit = (f"limit {m / 60:g} h" if m >= 120 else f"limit {m:g} min") + f", stop {lead} s before it"
-        elif minutes:
-            need, limit = ("1 submission" if hours * 60 <= float(minutes) else "more than its limit, and "
-                           "runtime.stop_before_limit is 0: killed at its limit"), f"limit {float(minutes):g} min"
+        elif m:
+            need, limit = ("1 submission" if hours * 60 <= m else "more than its limit, and "
+                           "runtime.stop_before_limit is 0: killed at its limit"), f"limit {m:g} min"
         else:
             need, limit = _submissions(1), "no time limit"
         lines.append(f"  {stage}: {jobs} x {steps:,} steps at {rate:.3f} s/step = {hours:.1f} h a job; {limit}: "

@@ -29,11 +29,12 @@ SAME_REQUEST_S = 2.0
 
 
 class StoppedOnSignal(Exception):
-    """Raised by a training loop after it wrote its checkpoint because a signal asked it to stop."""
+    """Raised by a training loop after it wrote its checkpoint because a signal (or the job's time limit) asked it to
+    stop; ``while_saving``: the request came during the final save, and the kept checkpoint is of an earlier step."""
 
-    def __init__(self, signame: str, step: int, first: int = 0):
+    def __init__(self, signame: str, step: int, first: int = 0, while_saving: bool = False):
         super().__init__(f"stopped on {signame} after step {step}")
-        self.signame, self.step, self.first = signame, step, first
+        self.signame, self.step, self.first, self.while_saving = signame, step, first, while_saving
 
 
 class StopRequest:
@@ -73,13 +74,11 @@ def stop_after_saving(step: int) -> None:
     then failed or requeued, and Snakemake deletes a failed job's outputs, so the kept checkpoint is what the rerun
     resumes from (it redoes the steps since that checkpoint, to the same weights)."""
     if _installed is not None and _installed.requested is not None:
-        exc = StoppedOnSignal(_installed.requested, step, _installed.first)
-        exc.while_saving = True
-        raise exc
+        raise StoppedOnSignal(_installed.requested, step, _installed.first, while_saving=True)
 
 
 def exit_line(exc: StoppedOnSignal) -> str:
-    if getattr(exc, "while_saving", False):
+    if exc.while_saving:
         return (f"stopped: {exc.signame} came while the final checkpoint was written; the partial checkpoint of an "
                 f"earlier step is kept and a rerun resumes there (exit status {STOPPED_ON_SIGNAL})")
     return (f"stopped: {exc}; its checkpoint holds that step and a rerun resumes there "
@@ -155,7 +154,7 @@ def requeue(exc: StoppedOnSignal, say=print) -> bool:
     if not job:
         return False
     if exc.step <= exc.first:
-        # a job whose whole time is shorter than the signal's lead would be requeued forever
+        # a job whose time limit is shorter than its start and the stop's lead would be requeued forever
         say(f"slurm job {job} not requeued: it stopped before its first step (started at step {exc.first}); "
             "its time limit leaves no time for training before runtime.stop_before_limit: raise the rule's runtime")
         return False
@@ -164,7 +163,7 @@ def requeue(exc: StoppedOnSignal, say=print) -> bool:
     if status != "RUNNING":
         say(f"slurm job {job} is {status}: not requeued (left to SLURM); a rerun of the workflow resumes")
         return False
-    say(f"requeuing slurm job {job}: it resumes from step {exc.step} when SLURM starts it again")
+    say(f"requeuing slurm job {job}: it resumes from its checkpoint when SLURM starts it again")
     done = _slurm("scontrol", "requeue", job)  # SLURM ends this job now: nothing after this line is sure to run
     if done.returncode:
         say(f"slurm job {job} could not be requeued ({done.stderr.strip()}); a rerun of the workflow resumes "

@@ -287,7 +287,8 @@ class TrainingRun:
         """After step ``done``: if a signal asked any process to stop, all of them stop here (an all-reduce of the
         flag each step: a few bytes, so every rank leaves the loop at the same step boundary); rank 0 writes the
         checkpoint of this step, the others wait for it, then each raises StoppedOnSignal."""
-        asked = self.stop is not None and (self.stop.requested is not None or self.deadline.passed())
+        late = self.deadline is not None and self.deadline.passed()
+        asked = self.stop is not None and (self.stop.requested is not None or late)
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
@@ -300,7 +301,7 @@ class TrainingRun:
         if not stop:
             return
         # a rank the signal did not reach (or whose deadline is a moment later) stops with the others
-        name = self.stop.requested or (TIME_LIMIT if self.deadline.passed() else "a signal")
+        name = self.stop.requested or (TIME_LIMIT if late else "a signal")
         exc = StoppedOnSignal(name, done, self.first)
         stopped = str(exc)
         if is_main():
