@@ -25,7 +25,9 @@ include: "workflow/rules/viewer.smk"
 # seconds of work each: on a cluster they run on the submit host instead of waiting in the queue
 localrules:
     collect_metrics,
+    collect_metrics_report,
     seed_summary,
+    seed_summary_report,
     diagnostics,
     gallery_translated,
     gallery_pseudo,

@@ -154,11 +154,12 @@ def main(args):
     ib = args.inference_batch
 
     def inference_figure(title, model, ds, stage_pass, bare_step, repeats):
-        """``stage_pass(loader, hw)`` is the stage's whole pass; ``bare_step(batch)`` one forward on a batch
-        already in memory, repeated as often as the stage has batches."""
+        """``stage_pass(loader, hw)`` is the stage's whole pass; ``bare_step(batch)`` one forward on a batch, run
+        over the same frames' batches read into memory beforehand, as the training figures' bare side is (not
+        one batch repeated: its pixels stay in the caches, which no pass over a set of frames gets)."""
         model.to(device).eval()
         hw = tuple(ds[0]["image"].shape[-2:])
-        batch = next(iter(loader(ds, ib, False, False)))["image"]
+        batches = [b["image"] for b in loader(ds, ib, False, False)]
 
         def run(bare):
             start = time.perf_counter()
@@ -166,7 +167,7 @@ def main(args):
                 stage_pass(loader(ds, ib, False, False), hw)
             else:
                 with torch.no_grad():
-                    for _ in range(-(-len(ds) // ib)):
+                    for batch in batches:
                         bare_step(batch)
             return time.perf_counter() - start
 

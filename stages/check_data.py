@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bdl.cli import add_dataset_args, dataset_spec, run  # noqa: E402
 from bdl.defaults import default  # noqa: E402
 
+PARTS = ["source", "target_train", "target_val"]
+
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__)
@@ -22,6 +24,8 @@ def get_args_parser():
     p.add_argument("--target-train-split", default=default("target.train_split"))
     p.add_argument("--target-val-split", default=default("target.val_split"))
     p.add_argument("--oracle", action="store_true", help="also check target train labels (oracle runs use them)")
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS,
+                   help="what to check (the report split alone: target_val with --target-val-split <it>)")
     p.add_argument("--out", required=True, help="summary (.json)")
     return p
 
@@ -31,7 +35,7 @@ def main(args):
     from bdl.data.readers import check_samples
     from bdl.training import progress
 
-    src, tgt = dataset_spec(args, "source"), dataset_spec(args, "target")
+    tgt = dataset_spec(args, "target")
 
     def check(spec, labelled, split, desc, trained_on):
         # training splits read at the files' own size are batched and stored as sets: one size for all;
@@ -40,18 +44,20 @@ def main(args):
         return check_samples(spec.samples(labelled, split=split, keep_mismatched=True), spec.label_decoder(),
                              lambda s: progress(s, desc=desc), spec.on_mismatch, spec.mismatch_key, one_size)
 
-    report = {
-        "source": check(src, True, None, "source", True),
-        "target_train": check(tgt, args.oracle, args.target_train_split, "target train", True),
-        "target_val": check(tgt, True, args.target_val_split, "target val", False),
+    checks = {
+        "source": lambda: check(dataset_spec(args, "source"), True, None, "source", True),
+        "target_train": lambda: check(tgt, args.oracle, args.target_train_split, "target train", True),
+        "target_val": lambda: check(tgt, True, args.target_val_split, "target val", False),
     }
+    report = {part: checks[part]() for part in args.parts}
     for part, facts in report.items():
         for m in facts["mismatched"]:
             print(f"{part}: {m['label']} is {m['label_size']}, its image {m['image_size']}: {m['action']}",
                   file=sys.stderr)
     write_json(args.out, report)
-    print(f"data ok: {report['source']['count']} source, {report['target_train']['count']} target train, "
-          f"{report['target_val']['count']} target val images", file=sys.stderr)
+    names = {"source": "source", "target_train": "target train", "target_val": f"target {args.target_val_split}"}
+    print("data ok: " + ", ".join(f"{facts['count']} {names[part]}" for part, facts in report.items()) + " images",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from PIL import Image
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = {"train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl",
-             "translate", "pseudo_label", "evaluate"}
+             "translate", "pseudo_label", "evaluate", "evaluate_report"}
 # seconds of work each: they run on the submit host
-LOCAL_RULES = {"collect_metrics", "seed_summary", "diagnostics", "gallery_translated", "gallery_pseudo", "viewer",
-               "sample_translated", "final_model"}
+LOCAL_RULES = {"collect_metrics", "collect_metrics_report", "seed_summary", "seed_summary_report", "diagnostics",
+               "gallery_translated", "gallery_pseudo", "viewer", "sample_translated", "final_model"}
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)")
 # Stage logs whose job asked for a GPU (resource gpu=1 -> sbatch --gpus=1), by file name.
 GPU_LOG = re.compile(r"(train|translate|pseudo|evaluate)\.log$")

@@ -280,6 +280,7 @@ def run_outputs(root):
     """One seed's table, and every on-disk set with its gallery: sets are targets themselves, so deleting one
     regenerates it (and, being newer, everything made from it)."""
     out = [f"{root}/metrics.tsv", f"{root}/diagnostics.tsv", f"{root}/final/segmenter.pt"]
+    out += [f"{root}/metrics_report.tsv"] if REPORT else []
     for k in range(1, K + 1):
         out += [f"{root}/round{k}/gallery.png"]
         out += [f"{root}/round{k}/translated.h5"] if config["keep_translated"] else []
@@ -288,9 +289,13 @@ def run_outputs(root):
     return out
 
 
+REPORT = config["target"]["report_split"]
+
+
 def seed_summary_outputs():
-    """The summary over several seeds (none with one)."""
-    return [f"{R}/seed_summary.{ext}" for ext in ("tsv", "json", "png")] if SEEDED else []
+    """The summary over several seeds (none with one), and the report split's beside it."""
+    names = ["seed_summary"] + (["seed_summary_report"] if REPORT else [])
+    return [f"{R}/{name}.{ext}" for name in names for ext in ("tsv", "json", "png")] if SEEDED else []
 
 
 def all_outputs():

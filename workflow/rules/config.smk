@@ -44,6 +44,9 @@ def validate_config(cfg):
                          f"{full['rounds']} round(s)")
         if folder is not None and not Path(folder).is_dir():
             config_error(f"config key 'import_translated[{i}]': folder '{folder}' not found")
+    if full["target"]["report_split"] == full["target"]["val_split"]:
+        config_error("config key 'target.report_split': the split settings are chosen on (target.val_split); "
+                     "report on another (stages/hold_out.py cuts one in two)")
     if (full["source"]["root"] is None) != (full["target"]["root"] is None):
         config_error("config keys 'source.root' and 'target.root': give both (real data) or neither (demo pair)")
     results = Path(full["results"])
@@ -72,9 +75,10 @@ def validate_layout(cfg):
 
     first, counts = {}, {}
     try:
-        for domain, split, labelled in (("source", cfg["source"]["split"], True),
-                                        ("target", cfg["target"]["train_split"], cfg["oracle"]),
-                                        ("target", cfg["target"]["val_split"], True)):
+        splits = [("source", cfg["source"]["split"], True), ("target", cfg["target"]["train_split"], cfg["oracle"]),
+                  ("target", cfg["target"]["val_split"], True)]
+        splits += [("target", cfg["target"]["report_split"], True)] if cfg["target"]["report_split"] else []
+        for domain, split, labelled in splits:
             d = cfg[domain]
             spec = DatasetSpec(d["format"], d["root"], split, d["list_file"], d["label_map"])
             samples = spec.samples(with_labels=labelled)

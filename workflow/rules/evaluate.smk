@@ -39,6 +39,37 @@ rule evaluate:
         " --predictions {output.predictions:q} --out {output.metrics:q} > {log:q} 2>&1"
 
 
+# target.report_split: the same models scored on a second labelled split, kept apart from the tuned-on one
+rule evaluate_report:
+    input:
+        f"{R}/data_check_report.json",
+        segmenter=f"{RS}/{{model}}/segmenter.pt",
+        pseudo=lambda w: pseudo_made_by(w.model, run_root(w)),
+    output:
+        f"{RS}/{{model}}/eval_report.json",
+    params:
+        args=lambda w: " ".join(
+            [
+                data_flags("target", split=config["target"]["report_split"]),
+                flags(split=config["target"]["report_split"], num_predictions=0),
+            ]
+        ),
+        runtime=RUNTIME,
+        pseudo=lambda w, input: flags(pseudo=input.pseudo[0]) if input.pseudo else "",
+    benchmark:
+        f"{RS}/benchmarks/{{model}}/evaluate_report.tsv"
+    log:
+        f"{RS}/logs/{{model}}/evaluate_report.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/evaluate.py\" --segmenter {input.segmenter:q} {params.args} {params.pseudo} {params.runtime}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
 rule collect_metrics:
     input:
         [f"{RS}/{folder}/eval.json" for folder in evaluated_models().values()],
@@ -61,6 +92,20 @@ rule collect_metrics:
         runtime=5,
     shell:
         "python \"$BDL_STAGES/collect_metrics.py\" --eval {params.pairs} --out {output:q} > {log:q} 2>&1"
+
+
+use rule collect_metrics as collect_metrics_report with:
+    input:
+        [f"{RS}/{folder}/eval_report.json" for folder in evaluated_models().values()],
+    output:
+        report(
+            f"{RS}/metrics_report.tsv",
+            category="Ablation table",
+            labels={"table": "mIoU per model, report split"} | SEED_LABEL,
+            caption="../report/metrics.rst",
+        ),
+    log:
+        f"{RS}/logs/collect_metrics_report.log",
 
 
 rule diagnostics:
@@ -122,3 +167,24 @@ rule seed_summary:
     shell:
         "python \"$BDL_STAGES/seed_summary.py\" --metrics {params.pairs} --out {output.table:q}"
         " --checks {output.checks:q} --plot {output.plot:q} > {log:q} 2>&1"
+
+
+use rule seed_summary as seed_summary_report with:
+    input:
+        [f"{R}/seed{s}/metrics_report.tsv" for s in SEEDS],
+    output:
+        table=report(
+            f"{R}/seed_summary_report.tsv",
+            category="Ablation table",
+            labels={"table": "mean and std over seeds, report split", "seed": "all"},
+            caption="../report/seed_summary.rst",
+        ),
+        checks=f"{R}/seed_summary_report.json",
+        plot=report(
+            f"{R}/seed_summary_report.png",
+            category="Ablation table",
+            labels={"table": "mIoU per step over seeds, report split", "seed": "all"},
+            caption="../report/seed_summary.rst",
+        ),
+    log:
+        f"{R}/logs/seed_summary_report.log",
