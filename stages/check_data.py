@@ -24,8 +24,8 @@ def get_args_parser():
     p.add_argument("--target-train-split", default=default("target.train_split"))
     p.add_argument("--target-val-split", default=default("target.val_split"))
     p.add_argument("--oracle", action="store_true", help="also check target train labels (oracle runs use them)")
-    p.add_argument("--parts", nargs="+", choices=PARTS, default=PARTS,
-                   help="what to check (the report split alone: target_val with --target-val-split <it>)")
+    p.add_argument("--parts", nargs="+", choices=PARTS,
+                   help="what to check (default: all; the report split alone: target_val with --target-val-split <it>)")
     p.add_argument("--out", required=True, help="summary (.json)")
     return p
 
@@ -49,7 +49,7 @@ def main(args):
         "target_train": lambda: check(tgt, args.oracle, args.target_train_split, "target train", True),
         "target_val": lambda: check(tgt, True, args.target_val_split, "target val", False),
     }
-    report = {part: checks[part]() for part in args.parts}
+    report = {part: checks[part]() for part in args.parts or PARTS}
     for part, facts in report.items():
         for m in facts["mismatched"]:
             print(f"{part}: {m['label']} is {m['label_size']}, its image {m['image_size']}: {m['action']}",
