@@ -39,6 +39,7 @@ DEMO_DIR = f"{R}/data"
 SEG = config["segmenter"]
 TRANS = config["translator"]
 RT = config["runtime"]
+REPORT = config["target"]["report_split"]  # a second labelled split every model is also scored on (or None)
 
 
 # rounds whose translated set is imported (import_translated) and rounds whose F_k is trained; a regex that
@@ -287,9 +288,6 @@ def run_outputs(root):
         for n in range(1, N + 1):
             out += [f"{root}/round{k}/ssl{n}/pseudo.h5", f"{root}/round{k}/ssl{n}/gallery.png"]
     return out
-
-
-REPORT = config["target"]["report_split"]
 
 
 def seed_summary_outputs():

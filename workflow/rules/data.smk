@@ -47,28 +47,6 @@ rule check_data:
         "python \"$BDL_STAGES/check_data.py\" {params.args} --out {output:q} > {log:q} 2>&1"
 
 
-# target.report_split, checked apart from the data check, so that setting it later reruns nothing of the loop
-rule check_report_split:
-    input:
-        [DEMO_DIR] if DEMO else [],
-    output:
-        f"{R}/data_check_report.json",
-    params:
-        args=lambda w: " ".join(
-            [data_flags("target"), flags(target_val_split=config["target"]["report_split"], parts="target_val")]
-        ),
-    log:
-        f"{R}/logs/check_report_split.log",
-    conda:
-        "../envs/bdl.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    shell:
-        "python \"$BDL_STAGES/check_data.py\" {params.args} --out {output:q} > {log:q} 2>&1"
-
-
 rule cache_images:
     input:
         data_inputs(),
@@ -90,3 +68,13 @@ rule cache_images:
     shell:
         "python \"$BDL_STAGES/cache_images.py\" --domain {wildcards.domain} {params.args} {params.workers}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+# target.report_split, checked apart from the data check, so that setting it later reruns nothing of the loop
+use rule check_data as check_report_split with:
+    output:
+        f"{R}/data_check_report.json",
+    params:
+        args=lambda w: " ".join([data_flags("target"), flags(target_val_split=REPORT, parts="target_val")]),
+    log:
+        f"{R}/logs/check_report_split.log",

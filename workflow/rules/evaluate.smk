@@ -50,8 +50,8 @@ rule evaluate_report:
     params:
         args=lambda w: " ".join(
             [
-                data_flags("target", split=config["target"]["report_split"]),
-                flags(split=config["target"]["report_split"], num_predictions=0),
+                data_flags("target", split=REPORT),
+                flags(split=REPORT, num_predictions=0),
             ]
         ),
         runtime=RUNTIME,
