@@ -1,11 +1,12 @@
 """stages/hold_out.py: a target's val split cut into a tuning and a reporting part, as a root of links."""
 
 import subprocess
+import sys
 
 import yaml
-from conftest import REPO, SNAKEMAKE, run_stage, stage_commands
+from conftest import REALPAIR, REPO, SNAKEMAKE, need_folder, run_stage, stage_commands
 
-from bdl.data.readers import cityscapes_samples
+from bdl.data.readers import cityscapes_samples, decode_cityscapes_ids
 
 
 def test_val_cut_into_two_contiguous_parts_of_links(tiny_demo, tmp_path):
@@ -40,3 +41,27 @@ def test_workflow_scores_on_the_report_part(tiny_demo, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for words in stage_commands(proc.stdout)["evaluate"]:
         assert words[words.index("--split") + 1] == "val_report"
+
+
+def test_night_to_day_pair_is_links_with_disjoint_drives(tmp_path):
+    need_folder(REALPAIR, "BDL_REALPAIR")
+    out = tmp_path / "n2d"
+    proc = subprocess.run([sys.executable, "benchmarks/night_to_day_pair.py", "--realpair", str(REALPAIR),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    source = cityscapes_samples(out / "source", "all")
+    train, tune, report = (cityscapes_samples(out / "target", s) for s in ("train", "val_tune", "val_report"))
+    assert (len(source), len(train), len(tune) + len(report)) == (171, 204, 101)
+    # the adapted-to frames, the scored frames and the source are three different drives
+    assert {s.image.parent.name for s in train} == {"camvid0016E5"}
+    assert {s.image.parent.name for s in tune + report} == {"camvid0006R0"}
+    assert {s.image.parent.name for s in source} == {"camvidSeq05VDnight"}
+    day = REALPAIR / "source_day_gta5layout"
+    first = tune[0]
+    assert first.image.resolve() == (day / "images" / first.name.split("_")[-1]).with_suffix(".png").resolve()
+    assert first.label.resolve().parent == (day / "labels").resolve()
+    train_ids = set(decode_cityscapes_ids(first.label).ravel().tolist())  # palette indices read as labelIds
+    assert 0 in train_ids and train_ids <= set(range(19)) | {255}  # road present, nothing outside the table
+    again = subprocess.run([sys.executable, "benchmarks/night_to_day_pair.py", "--realpair", str(REALPAIR),
+                            "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.strip().startswith("error:") and "exists" in again.stderr
