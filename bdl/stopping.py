@@ -114,9 +114,14 @@ def ignore_in_worker(worker_id: int) -> None:
     """DataLoader workers let the first stop signal pass. SLURM signals every process of a job step and a terminal
     its whole group: a worker that died of it would fail the main process's next batch before its step boundary.
     The next signal kills the worker: the SIGTERM with which the exiting main process ends its workers, or a second
-    request, which stops the main process at once too. A worker forked after the request (a new epoch's) has
-    nothing to let pass: the main process's state, copied by the fork, says so."""
+    request, which stops the main process at once too. A worker forked after the request (a new epoch's, or one the
+    signal reached between its fork and this call) has nothing to let pass: the main process's state, copied by the
+    fork, says so, and the worker takes the default action. It must not keep the handler the fork copied: that one
+    ignores a signal within SAME_REQUEST_S of the request, and the exiting main process's SIGTERM, followed by a
+    join without a timeout, would then wait for the worker for ever."""
     if _installed is not None and _installed.requested is not None:
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
         return
 
     def first(signum, frame):

@@ -198,3 +198,33 @@ def test_a_signal_during_the_final_save_keeps_the_partial_checkpoint(monkeypatch
         stopping.stop_after_saving(60)
     assert "while the final checkpoint was written" in stopping.exit_line(info.value)
     assert (info.value.step, info.value.first) == (60, 5)
+
+
+WORKER_AFTER_REQUEST = """
+import multiprocessing as mp, os, signal, sys, time
+from bdl import stopping
+
+def worker(ready):
+    stopping.ignore_in_worker(0)
+    ready.set()
+    time.sleep(30)
+
+stopping.StopRequest().install()
+os.kill(os.getpid(), signal.SIGTERM)  # the request, then a worker forked after it (a new epoch's)
+ready = mp.get_context("fork").Event()
+child = mp.get_context("fork").Process(target=worker, args=(ready,), daemon=True)
+child.start()
+ready.wait(10)
+child.terminate()  # what the exiting main process does, well within SAME_REQUEST_S of the request
+child.join(10)
+print(child.exitcode)
+"""
+
+
+def test_a_worker_forked_after_the_request_dies_of_the_next_signal():
+    """The exiting main process ends its workers with SIGTERM and joins them without a timeout: a worker forked after
+    the request that kept the copied handler (which takes a signal within SAME_REQUEST_S for the same request) would
+    outlive the main process's exit, which then waits for ever."""
+    proc = subprocess.run([sys.executable, "-c", WORKER_AFTER_REQUEST], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(-signal.SIGTERM)

@@ -130,31 +130,36 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
 
     src_iter = infinite(source_loader, start_step=start)
     tgt_iter = infinite(target_loader, start_step=start) if target_loader is not None else None
-    for step in run.steps():
-        lr = s.lr_at(s.lr, step)
-        set_lr(opt, lr)
-        opt.zero_grad(set_to_none=True)
-        batch, tbatch = next(src_iter), (next(tgt_iter) if tgt_iter is not None else None)
-        losses, pred_s, pred_t = segmenter_backward(net, disc if adapt else None, batch, tbatch, s.lambda_adv,
-                                                    compute, device, stage, step, world)
-        opt.step()
-        if adapt:
-            for p in disc.parameters():
-                p.requires_grad_(True)
-            set_lr(opt_d, s.lr_at(s.lr_d, step))
-            opt_d.zero_grad(set_to_none=True)
-            with compute.autocast():
-                d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s, 1)), SOURCE)
-                                + bce_adv(disc(F.softmax(pred_t, 1)), TARGET))
-            d_loss.backward()
-            world.average_gradients(disc.parameters())  # D runs twice before its backward: no DDP reducer
-            opt_d.step()
-            losses["D"] = d_loss
-            check_finite(stage, step, {"D": d_loss})
-        run.end_step(step, lr, world.mean_losses(losses))
-    for it in (src_iter, tgt_iter):
-        if it is not None:
-            it.close()
+    try:
+        for step in run.steps():
+            lr = s.lr_at(s.lr, step)
+            set_lr(opt, lr)
+            opt.zero_grad(set_to_none=True)
+            batch, tbatch = next(src_iter), (next(tgt_iter) if tgt_iter is not None else None)
+            losses, pred_s, pred_t = segmenter_backward(net, disc if adapt else None, batch, tbatch, s.lambda_adv,
+                                                        compute, device, stage, step, world)
+            opt.step()
+            if adapt:
+                for p in disc.parameters():
+                    p.requires_grad_(True)
+                set_lr(opt_d, s.lr_at(s.lr_d, step))
+                opt_d.zero_grad(set_to_none=True)
+                with compute.autocast():
+                    d_loss = 0.5 * (bce_adv(disc(F.softmax(pred_s, 1)), SOURCE)
+                                    + bce_adv(disc(F.softmax(pred_t, 1)), TARGET))
+                d_loss.backward()
+                world.average_gradients(disc.parameters())  # D runs twice before its backward: no DDP reducer
+                opt_d.step()
+                losses["D"] = d_loss
+                check_finite(stage, step, {"D": d_loss})
+            run.end_step(step, lr, world.mean_losses(losses))
+    finally:
+        # also when a stop on a signal (or an error) leaves the loop: the loaders' workers are shut down by
+        # the DataLoader now; left to the interpreter's exit, multiprocessing would end them with SIGTERM and
+        # the DataLoader's SIGCHLD handler would report them killed
+        for it in (src_iter, tgt_iter):
+            if it is not None:
+                it.close()
     return model, run.log
 
 

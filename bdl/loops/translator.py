@@ -95,60 +95,65 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
     start = run.start()
 
     a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
-    for step in run.steps():
-        scale = cfg.lr_scale(step)
-        for opt in (opt_g, opt_d):
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * scale
-        real_A = compute.images(to_gan(next(a_iter)["image"], device))
-        real_B = compute.images(to_gan(next(b_iter)["image"], device))
+    try:
+        for step in run.steps():
+            scale = cfg.lr_scale(step)
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * scale
+            real_A = compute.images(to_gan(next(a_iter)["image"], device))
+            real_B = compute.images(to_gan(next(b_iter)["image"], device))
 
-        for p in itertools.chain(D_a.parameters(), D_b.parameters()):
-            p.requires_grad_(False)
-        opt_g.zero_grad(set_to_none=True)
-        with compute.autocast():
-            fake_B, fake_A = F_ab(real_A), F_ba(real_B)
-            rec_A, rec_B = F_ba(fake_B), F_ab(fake_A)
-            losses = {
-                "gan": gan(D_b(fake_B), True) + gan(D_a(fake_A), True),
-                "cycle": cycle_l1(rec_A, real_A) + cycle_l1(rec_B, real_B),
-            }
-            total = cfg.lambda_gan * losses["gan"] + cfg.lambda_cycle * losses["cycle"]
-            if cfg.lambda_idt > 0:
-                losses["idt"] = cycle_l1(F_ab(real_B), real_B) + cycle_l1(F_ba(real_A), real_A)
-                total = total + cfg.lambda_idt * cfg.lambda_cycle * losses["idt"]
-            if use_per:
-                unit_A, unit_B = gan_to_unit(real_A), gan_to_unit(real_B)
-                with torch.no_grad():
-                    logits_A, logits_B = segmenter(unit_A), segmenter(unit_B)
-                losses["per"] = (perceptual(segmenter, unit_A, gan_to_unit(fake_B), logits_A)
-                                 + perceptual(segmenter, unit_B, gan_to_unit(fake_A), logits_B))
-                losses["per_recon"] = (perceptual(segmenter, unit_A, gan_to_unit(rec_A), logits_A)
-                                       + perceptual(segmenter, unit_B, gan_to_unit(rec_B), logits_B))
-                total = total + cfg.lambda_per * losses["per"] + cfg.lambda_per_recon * losses["per_recon"]
-        check_finite(stage, step, losses)
-        total.backward()
-        world.average_gradients(itertools.chain(F_ab.parameters(), F_ba.parameters()))
-        opt_g.step()
+            for p in itertools.chain(D_a.parameters(), D_b.parameters()):
+                p.requires_grad_(False)
+            opt_g.zero_grad(set_to_none=True)
+            with compute.autocast():
+                fake_B, fake_A = F_ab(real_A), F_ba(real_B)
+                rec_A, rec_B = F_ba(fake_B), F_ab(fake_A)
+                losses = {
+                    "gan": gan(D_b(fake_B), True) + gan(D_a(fake_A), True),
+                    "cycle": cycle_l1(rec_A, real_A) + cycle_l1(rec_B, real_B),
+                }
+                total = cfg.lambda_gan * losses["gan"] + cfg.lambda_cycle * losses["cycle"]
+                if cfg.lambda_idt > 0:
+                    losses["idt"] = cycle_l1(F_ab(real_B), real_B) + cycle_l1(F_ba(real_A), real_A)
+                    total = total + cfg.lambda_idt * cfg.lambda_cycle * losses["idt"]
+                if use_per:
+                    unit_A, unit_B = gan_to_unit(real_A), gan_to_unit(real_B)
+                    with torch.no_grad():
+                        logits_A, logits_B = segmenter(unit_A), segmenter(unit_B)
+                    losses["per"] = (perceptual(segmenter, unit_A, gan_to_unit(fake_B), logits_A)
+                                     + perceptual(segmenter, unit_B, gan_to_unit(fake_A), logits_B))
+                    losses["per_recon"] = (perceptual(segmenter, unit_A, gan_to_unit(rec_A), logits_A)
+                                           + perceptual(segmenter, unit_B, gan_to_unit(rec_B), logits_B))
+                    total = total + cfg.lambda_per * losses["per"] + cfg.lambda_per_recon * losses["per_recon"]
+            check_finite(stage, step, losses)
+            total.backward()
+            world.average_gradients(itertools.chain(F_ab.parameters(), F_ba.parameters()))
+            opt_g.step()
 
-        for p in itertools.chain(D_a.parameters(), D_b.parameters()):
-            p.requires_grad_(True)
-        opt_d.zero_grad(set_to_none=True)
-        # the pool keeps float32
-        old_B = world.local_slice(pool_b.query(world.gather_batch(fake_B.detach().float())))
-        old_A = world.local_slice(pool_a.query(world.gather_batch(fake_A.detach().float())))
-        with compute.autocast():
-            d_loss = 0.5 * (gan(D_b(real_B), True) + gan(D_b(old_B), False)) \
-                + 0.5 * (gan(D_a(real_A), True) + gan(D_a(old_A), False))
-        d_loss.backward()
-        world.average_gradients(itertools.chain(D_a.parameters(), D_b.parameters()))
-        opt_d.step()
-        losses["D"] = d_loss
-        check_finite(stage, step, {"D": d_loss})
+            for p in itertools.chain(D_a.parameters(), D_b.parameters()):
+                p.requires_grad_(True)
+            opt_d.zero_grad(set_to_none=True)
+            # the pool keeps float32
+            old_B = world.local_slice(pool_b.query(world.gather_batch(fake_B.detach().float())))
+            old_A = world.local_slice(pool_a.query(world.gather_batch(fake_A.detach().float())))
+            with compute.autocast():
+                d_loss = 0.5 * (gan(D_b(real_B), True) + gan(D_b(old_B), False)) \
+                    + 0.5 * (gan(D_a(real_A), True) + gan(D_a(old_A), False))
+            d_loss.backward()
+            world.average_gradients(itertools.chain(D_a.parameters(), D_b.parameters()))
+            opt_d.step()
+            losses["D"] = d_loss
+            check_finite(stage, step, {"D": d_loss})
 
-        run.end_step(step, cfg.lr * scale, world.mean_losses(losses))
-    a_iter.close()
-    b_iter.close()
+            run.end_step(step, cfg.lr * scale, world.mean_losses(losses))
+    finally:
+        # also when a stop on a signal (or an error) leaves the loop: the loaders' workers are shut down by
+        # the DataLoader now; left to the interpreter's exit, multiprocessing would end them with SIGTERM and
+        # the DataLoader's SIGCHLD handler would report them killed
+        a_iter.close()
+        b_iter.close()
     return F_ab, F_ba, run.log
 
 
