@@ -4,6 +4,7 @@ Images stay uint8 (3xHxW) until they reach the device, which keeps worker-to-mai
 labels are resized with nearest neighbour so no class is invented at boundaries, and padding uses 255.
 """
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -243,3 +244,20 @@ def infinite(loader, start_step: int = 0):
             loader.dataset.epoch = epoch
         yield from loader
         epoch, skip = epoch + 1, 0
+
+
+@contextmanager
+def cycling(*loaders, start_step: int = 0):
+    """``infinite`` over each loader (None stays None), closed when the block is left, however it is left.
+
+    A stop on a signal or an error must not leave the workers to the interpreter's exit: multiprocessing
+    would end them with SIGTERM and the DataLoader's SIGCHLD handler would report them killed; closing the
+    generator lets the DataLoader shut them down itself.
+    """
+    iters = [infinite(loader, start_step) if loader is not None else None for loader in loaders]
+    try:
+        yield iters
+    finally:
+        for it in iters:
+            if it is not None:
+                it.close()

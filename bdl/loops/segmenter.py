@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from bdl.data.datasets import infinite
+from bdl.data.datasets import cycling
 from bdl.data.labels import NUM_CLASSES
 from bdl.defaults import default
 from bdl.distributed import World
@@ -128,9 +128,7 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
     run = TrainingRun(stage, s.iterations, s.log_every, resumable, state | {"rng": TorchRNG()}, watch)
     start = run.start()
 
-    src_iter = infinite(source_loader, start_step=start)
-    tgt_iter = infinite(target_loader, start_step=start) if target_loader is not None else None
-    try:
+    with cycling(source_loader, target_loader, start_step=start) as (src_iter, tgt_iter):
         for step in run.steps():
             lr = s.lr_at(s.lr, step)
             set_lr(opt, lr)
@@ -153,13 +151,6 @@ def train_segmenter(model, source_loader, target_loader, s: SegmenterSettings, c
                 losses["D"] = d_loss
                 check_finite(stage, step, {"D": d_loss})
             run.end_step(step, lr, world.mean_losses(losses))
-    finally:
-        # also when a stop on a signal (or an error) leaves the loop: the loaders' workers are shut down by
-        # the DataLoader now; left to the interpreter's exit, multiprocessing would end them with SIGTERM and
-        # the DataLoader's SIGCHLD handler would report them killed
-        for it in (src_iter, tgt_iter):
-            if it is not None:
-                it.close()
     return model, run.log
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from bdl.artifacts import load_weights
-from bdl.data.datasets import infinite
+from bdl.data.datasets import cycling
 from bdl.distributed import World
 from bdl.losses import GANLoss, cycle_l1, perceptual
 from bdl.models.cyclegan import ImagePool, PatchDiscriminator, gan_to_unit, to_gan
@@ -94,8 +94,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
                                                       F_ab, F_ba, compute, device) if samples else None))
     start = run.start()
 
-    a_iter, b_iter = infinite(source_loader, start), infinite(target_loader, start)
-    try:
+    with cycling(source_loader, target_loader, start_step=start) as (a_iter, b_iter):
         for step in run.steps():
             scale = cfg.lr_scale(step)
             for opt in (opt_g, opt_d):
@@ -148,12 +147,6 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
             check_finite(stage, step, {"D": d_loss})
 
             run.end_step(step, cfg.lr * scale, world.mean_losses(losses))
-    finally:
-        # also when a stop on a signal (or an error) leaves the loop: the loaders' workers are shut down by
-        # the DataLoader now; left to the interpreter's exit, multiprocessing would end them with SIGTERM and
-        # the DataLoader's SIGCHLD handler would report them killed
-        a_iter.close()
-        b_iter.close()
     return F_ab, F_ba, run.log
 
 
