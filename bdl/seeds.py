@@ -83,6 +83,44 @@ def losing_steps(mean: dict) -> list[str]:
     return losses
 
 
+def step_changes(tables: list[dict]) -> list[dict]:
+    """Each step losing_steps judges, as the change of mIoU it makes on each seed (after - before, the same
+    seed's table): mean, sample std (n-1) and the number of seeds it gains on. A loss on the mean is read
+    against these: a mean change within one standard error (std / sqrt(n)) of zero, or a step that gains on
+    some seeds and loses on others, is not told apart from no change by so few seeds."""
+    loop = [m for m in tables[0] if m != "oracle"]
+    mean = {m: float(np.mean([float(t[m]["miou"]) for t in tables])) for m in loop}
+    pairs = [(a, b, "") for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
+    rounds = sorted({int(m[5:].split("_")[0]) for m in loop if m.startswith("round")})
+    lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
+    pairs += [(a, b, f"round {k + 1} against round {k}") for k, a, b in zip(rounds, lasts, lasts[1:])]
+    best = max(loop, key=mean.get)
+    if best != loop[-1] and (best, loop[-1]) not in [(a, b) for a, b, _ in pairs]:
+        pairs.append((best, loop[-1], "final against the best row"))
+    out = []
+    for before, after, why in pairs:
+        diff = np.array([float(t[after]["miou"]) - float(t[before]["miou"]) for t in tables])
+        out.append({"before": before, "after": after, "why": why, "mean": round(float(diff.mean()), 4),
+                    "std": round(float(diff.std(ddof=1)), 4), "gains_on": int((diff > 0).sum()),
+                    "seeds": len(diff)})
+    return out
+
+
+def change_lines(tables: list[dict]) -> list[str]:
+    """step_changes for people, one line each, and the gap each seed's final model closes."""
+    lines = ["change of each step, the same seed before and after (mean ± std over seeds; seeds it gains on):"]
+    for c in step_changes(tables):
+        sem = c["std"] / np.sqrt(c["seeds"])
+        noise = " (within one standard error of none)" if abs(c["mean"]) <= sem else ""
+        why = f", {c['why']}" if c["why"] else ""
+        lines.append(f"  {c['after']} - {c['before']}{why}: {c['mean']:+.2f} ± {c['std']:.2f} "
+                     f"({c['gains_on']} of {c['seeds']}){noise}")
+    per_seed = [gap_closed({m: float(r["miou"]) for m, r in t.items()}) for t in tables]
+    if all(g is not None for g in per_seed):
+        lines.append("gap closed on each seed: " + ", ".join(f"{100 * g:.0f}%" for g in per_seed))
+    return lines
+
+
 def loop_checks(mean: dict) -> list[str]:
     """The gap closed and the steps that lose, as lines for people."""
     loop = [m for m in mean if m != "oracle"]

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """The loop's ablation tables of several seeds as one summary: per row the mean and standard deviation over
 the seeds (sample std, n-1) of mIoU / mIoU16 / mIoU13, the share of the M0-to-oracle gap the final model
-closes, every step that loses on the mean, and a plot of mIoU per step with each seed's point.
+closes, every step that loses on the mean, each step's change on every seed (mean ± std, the seeds it gains on:
+whether a loss on the mean is told apart from the seeds' noise), and a plot of mIoU per step with each seed's
+point.
 
   python stages/seed_summary.py --metrics 0=results/x/seed0/metrics.tsv 1=results/x/seed1/metrics.tsv \\
       --out results/x/seed_summary.tsv --checks results/x/seed_summary.json --plot results/x/seed_summary.png
@@ -38,7 +40,7 @@ def main(args):
     tables = seeds.read_tables([path for _, path in pairs])
     summary = seeds.summarise(tables)
     mean = {model: cols["miou"][0] for model, cols in summary.items()}
-    checks = seeds.loop_checks(mean)
+    checks = seeds.loop_checks(mean) + seeds.change_lines(tables)
     with atomic_path(args.out) as tmp:
         tmp.write_text(seeds.summary_tsv(summary, names))
     if args.checks:
@@ -46,7 +48,8 @@ def main(args):
         loop = [m for m in mean if m != "oracle"]
         write_json(args.checks, {"seeds": names, "final": loop[-1], "best": max(loop, key=mean.get),
                                  "gap_closed": None if closed is None else round(closed, 4),
-                                 "losing_steps": seeds.losing_steps(mean), "lines": checks})
+                                 "losing_steps": seeds.losing_steps(mean),
+                                 "step_changes": seeds.step_changes(tables), "lines": checks})
     if args.plot:
         closed, losses = seeds.gap_closed(mean), seeds.losing_steps(mean)
         gap = "" if closed is None else f": the final model closes {100 * closed:.0f}% of the gap"

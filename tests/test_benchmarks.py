@@ -41,6 +41,34 @@ def test_ssl_control_repeats_the_ssl_training_without_pseudo_labels(finished_run
     assert "seg_target" in (results / "logs" / "round1" / "ssl1_train.log").read_text()
 
 
+def test_ssl_variant_replays_the_step_and_adds_the_given_flags(finished_run, tmp_path):
+    import h5py
+
+    _, results = finished_run
+    step = results / "round1" / "ssl1"
+    adv = json.loads((results / "round1" / "adv" / "eval.json").read_text())["miou"]
+    ssl = json.loads((step / "eval.json").read_text())["miou"]
+
+    def variant(out, *flags):
+        proc = subprocess.run([sys.executable, "investigations/ssl_variant.py", "--results", str(results),
+                               "--round", "1", "--out", str(out), *flags], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
+        rows = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith(("-\t", "mean\t"))]
+        assert [r[0] for r in rows] == ["-", "mean"] and all(len(r) == 7 for r in rows)
+        return [float(v) for v in rows[0][2:5]]
+
+    # no flags added: the recorded ones alone make the run's own SSL model again (CPU runs are deterministic)
+    assert variant(tmp_path / "same") == [round(adv, 2), round(ssl, 2), round(ssl, 2)]
+    with h5py.File(tmp_path / "same" / "pseudo.h5", "r") as fh, h5py.File(step / "pseudo.h5", "r") as run:
+        assert fh.attrs["mode"] == run.attrs["mode"] and (fh["label"][...] == run["label"][...]).all()
+    # flags added after the recorded ones win: another rule, another schedule
+    variant(tmp_path / "other", "--pseudo-flags=--mode fixed --threshold 0.2", "--train-flags=--iterations 2")
+    with h5py.File(tmp_path / "other" / "pseudo.h5", "r") as fh:
+        assert fh.attrs["mode"] == "fixed" and fh.attrs["threshold"] == 0.2
+    log = (tmp_path / "other" / "train.log").read_text()
+    assert "step 2/2" in log and "step 3/3" not in log and "seg_target" in log
+
+
 def test_recorded_arguments_turn_back_into_the_same_flags(finished_run):
     sys.path.insert(0, str(REPO / "investigations"))
     sys.path.insert(0, str(REPO / "stages"))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, run_stage, snakemake, stage_commands, tiny_config
 
-from bdl.seeds import loop_checks
+from bdl.seeds import change_lines, loop_checks, step_changes
 
 HEAD = "model\tround\tssl_step\tmiou\tmiou16\tmiou13\n"
 
@@ -89,6 +89,10 @@ def test_seed_summary_stage(tmp_path):
     checks = json.loads((tmp_path / "s.json").read_text())
     assert checks["gap_closed"] == pytest.approx(5 / 18, abs=1e-4) and checks["losing_steps"] == []
     assert checks["seeds"] == ["0", "1"] and (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    assert checks["step_changes"] == [{"before": "m0", "after": "round1_adv", "why": "", "mean": 5.0, "std": 0.0,
+                                       "gains_on": 2, "seeds": 2}]
+    assert "  round1_adv - m0: +5.00 ± 0.00 (2 of 2)" in proc.stdout
+    assert "gap closed on each seed: 25%, 31%" in proc.stdout
     (tmp_path / "c.tsv").write_text(HEAD + "oracle\t\t\t1\t1\t1\n")
     bad = run_stage("seed_summary", "--metrics", f"0={tmp_path / 'a.tsv'}", f"1={tmp_path / 'c.tsv'}",
                     "--out", tmp_path / "x.tsv", check=False)
@@ -119,6 +123,33 @@ def test_loop_checks_show_a_small_loss_apart_and_pass_a_tie():
     assert "final round1_ssl2 21.000 < best row round1_ssl1 21.004" in losses
     tie = mean | {"round1_ssl2": (21.0 + 21.012 + 21.0) / 3, "round1_ssl1": 21.004}
     assert loop_checks(tie)[1] == "steps that lose on the mean: none"
+
+
+def test_step_changes_pair_each_seed_with_itself():
+    rows = ("m0", "round1_adv", "round1_ssl1", "round2_adv", "round2_ssl1", "oracle")
+
+    def table(*miou):
+        return {m: {"miou": str(v)} for m, v in zip(rows, miou)}
+
+    # round 2's SSL step: +1.0 on seed a, -1.3 on seed b, -0.3 on seed c: a loss on the mean of -0.2 that the
+    # seeds do not tell apart from none; round 1's SSL step gains on every seed
+    tables = [table(10, 20, 21, 21, 22, 30), table(12, 22, 22.5, 22.5, 21.2, 32), table(11, 21, 22, 22, 21.7, 31)]
+    changes = {(c["before"], c["after"]): c for c in step_changes(tables)}
+    ssl2 = changes[("round2_adv", "round2_ssl1")]
+    assert ssl2["mean"] == pytest.approx(-0.2) and ssl2["gains_on"] == 1 and ssl2["seeds"] == 3
+    assert ssl2["std"] == pytest.approx(float(np.std([1.0, -1.3, -0.3], ddof=1)), abs=1e-4)
+    assert changes[("round1_adv", "round1_ssl1")]["gains_on"] == 3
+    assert changes[("round1_ssl1", "round2_ssl1")]["why"] == "round 2 against round 1"
+    # the best row on the mean is round1_ssl1 (21.83 against the final 21.63): judged once, as the final
+    assert changes[("round1_ssl1", "round2_ssl1")]["mean"] == pytest.approx(-0.2)
+    assert ("round2_adv", "round2_ssl1") in changes and len(changes) == 4
+    lines = change_lines(tables)
+    assert "  round2_ssl1 - round2_adv: -0.20 ± 1.15 (1 of 3) (within one standard error of none)" in lines
+    assert "  round1_ssl1 - round1_adv: +0.83 ± 0.29 (3 of 3)" in lines
+    assert lines[-1] == "gap closed on each seed: 60%, 46%, 53%"
+    # a step that loses on every seed by more than its spread is not called noise
+    sure = [table(10, 20, 21, 21, 20, 30), table(12, 22, 22.5, 22.5, 21.4, 32), table(11, 21, 22, 22, 20.9, 31)]
+    assert "  round2_ssl1 - round2_adv: -1.07 ± 0.06 (0 of 3)" in change_lines(sure)
 
 
 @pytest.fixture(scope="module")
