@@ -83,11 +83,17 @@ def losing_steps(mean: dict) -> list[str]:
     return losses
 
 
+# Student's t at 97.5% for 1..30 degrees of freedom: the half-width of a two-sided 95% interval of a mean
+# change over n seeds is T975[n - 2] * std / sqrt(n)
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
 def step_changes(tables: list[dict]) -> list[dict]:
     """Each step losing_steps judges, as the change of mIoU it makes on each seed (after - before, the same
-    seed's table): mean, sample std (n-1) and the number of seeds it gains on. A loss on the mean is read
-    against these: a mean change within one standard error (std / sqrt(n)) of zero, or a step that gains on
-    some seeds and loses on others, is not told apart from no change by so few seeds."""
+    seed's table): mean, sample std (n-1), the seeds it gains on, and the 95% interval of the mean change
+    (paired t). A step whose interval holds zero is not told apart from no change by these seeds, whichever
+    way its mean goes; with three seeds that takes a change of about 2.5 stds."""
     loop = [m for m in tables[0] if m != "oracle"]
     mean = {m: float(np.mean([float(t[m]["miou"]) for t in tables])) for m in loop}
     pairs = [(a, b, "") for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
@@ -95,29 +101,35 @@ def step_changes(tables: list[dict]) -> list[dict]:
     lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
     pairs += [(a, b, f"round {k + 1} against round {k}") for k, a, b in zip(rounds, lasts, lasts[1:])]
     best = max(loop, key=mean.get)
-    if best != loop[-1] and (best, loop[-1]) not in [(a, b) for a, b, _ in pairs]:
+    # a final model level with the best row is the best row (losing_steps' tolerance)
+    if mean[best] - mean[loop[-1]] > 1e-9 and (best, loop[-1]) not in [(a, b) for a, b, _ in pairs]:
         pairs.append((best, loop[-1], "final against the best row"))
     out = []
     for before, after, why in pairs:
         diff = np.array([float(t[after]["miou"]) - float(t[before]["miou"]) for t in tables])
+        n, std = len(diff), float(diff.std(ddof=1))
+        half = T975[min(n, len(T975) + 1) - 2] * std / np.sqrt(n)
         out.append({"before": before, "after": after, "why": why, "mean": round(float(diff.mean()), 4),
-                    "std": round(float(diff.std(ddof=1)), 4), "gains_on": int((diff > 0).sum()),
-                    "seeds": len(diff)})
+                    "std": round(std, 4), "gains_on": int((diff > 0).sum()), "seeds": n,
+                    "interval95": [round(float(diff.mean() - half), 4), round(float(diff.mean() + half), 4)]})
     return out
 
 
-def change_lines(tables: list[dict]) -> list[str]:
+def change_lines(tables: list[dict], names=None) -> list[str]:
     """step_changes for people, one line each, and the gap each seed's final model closes."""
-    lines = ["change of each step, the same seed before and after (mean ± std over seeds; seeds it gains on):"]
+    lines = ["change of each step, the same seed before and after (mean ± std over seeds; seeds it gains on; "
+             "95% interval):"]
     for c in step_changes(tables):
-        sem = c["std"] / np.sqrt(c["seeds"])
-        noise = " (within one standard error of none)" if abs(c["mean"]) <= sem else ""
+        lo, hi = c["interval95"]
+        noise = ", not told apart from none" if lo <= 0 <= hi else ""
         why = f", {c['why']}" if c["why"] else ""
         lines.append(f"  {c['after']} - {c['before']}{why}: {c['mean']:+.2f} ± {c['std']:.2f} "
-                     f"({c['gains_on']} of {c['seeds']}){noise}")
+                     f"({c['gains_on']} of {c['seeds']}; {lo:+.2f} to {hi:+.2f}{noise})")
     per_seed = [gap_closed({m: float(r["miou"]) for m, r in t.items()}) for t in tables]
+    names = names or [str(i) for i in range(len(tables))]
     if all(g is not None for g in per_seed):
-        lines.append("gap closed on each seed: " + ", ".join(f"{100 * g:.0f}%" for g in per_seed))
+        lines.append("gap closed by each seed's final model: " +
+                     ", ".join(f"{100 * g:.0f}% (seed {name})" for name, g in zip(names, per_seed)))
     return lines
 
 

@@ -13,7 +13,10 @@ run's own adversarial and SSL models, and the mean over the seeds. Choose on the
 
 Only the first SSL step of a round is repeated (the preset's only one); later rounds are not run again from
 the variant, so a variant of round 1 says what its step does, not what the rest of the loop would make of it.
-The flags are split like a shell's words (shlex) but never run by a shell.
+The flags are split like a shell's words (shlex) but never run by a shell, and run from the repository root
+(paths in them, as the run's recorded ones, are read from there). Only flags that take a value can be changed:
+a recorded switch (--no-flip, --freeze-bn) stays on. With no flags and the run's threads (no --threads) it
+makes the run's own pseudo-labels and model again. Reusing an --out with other flags is refused.
 """
 
 import argparse
@@ -29,6 +32,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ssl_control import _OWN, _stage  # noqa: E402
+
+from bdl.training import WATCH_ARGS  # noqa: E402
 
 # the recorded target data flags that pseudo_label.py and evaluate.py take as they are
 _TARGET = ("target_format", "target_root", "target_list", "target_label_map", "target_size",
@@ -61,25 +66,29 @@ def repeat(run: Path, k: int, out: Path, pseudo_flags: list, train_flags: list, 
 
     step = run / f"round{k}" / "ssl1"
     adv = run / f"round{k}" / "adv"
+    translated = run / f"round{k}" / "translated.h5"
     if not (step / "segmenter.pt").is_file() or not (step / "pseudo.h5").is_file():
         raise BDLError(f"{step}: no finished SSL step (run the workflow first)")
+    if not translated.is_file():
+        raise BDLError(f"{translated}: not kept (keep_translated: false), so the step cannot be repeated")
     rec = load_checkpoint(step / "segmenter.pt", kind="segmenter")["args"]
     # this run's own sets (a copied or moved run records its old paths); data roots stay as recorded
-    rec["translated"] = str((run / f"round{k}" / "translated.h5").resolve())
+    rec["translated"] = str(translated.resolve())
     rec["threads"] = threads or rec["threads"]
     with h5py.File(step / "pseudo.h5", "r") as fh:
         rule = {"mode": str(fh.attrs["mode"]), "threshold": float(fh.attrs["threshold"])}
     target = {key: rec[key] for key in _TARGET}
     out.mkdir(parents=True, exist_ok=True)
     pseudo, model = out / "pseudo.h5", out / "segmenter.pt"
-    runtime = ["--device", rec["device"], "--threads", str(rec["threads"])]
+    runtime = option_args({key: rec.get(key) for key in ("device", "threads", "workers", "bf16", "channels_last")})
     if not pseudo.exists():
+        data = option_args({key: rec[key] for key in ("target_split", "target_cache")})
         _stage("pseudo_label.py", ["--segmenter", str((adv / "segmenter.pt").resolve()), *option_args(target),
-                                   "--target-split", rec["target_split"], "--target-cache", rec["target_cache"],
-                                   *option_args(rule), *runtime, *pseudo_flags, "--out", str(pseudo)],
+                                   *data, *option_args(rule), *runtime, *pseudo_flags, "--out", str(pseudo)],
                out / "pseudo.log")
     if not model.exists():
-        _stage("train_segmenter.py", ["--mode", "ssl", *option_args(rec, _OWN), "--init",
+        # the run's loss log, curves and TensorBoard folder are its own, not the variant's
+        _stage("train_segmenter.py", ["--mode", "ssl", *option_args(rec, {*_OWN, *WATCH_ARGS}), "--init",
                                       str((adv / "segmenter.pt").resolve()), "--pseudo", str(pseudo),
                                       *train_flags, "--out", str(model)], out / "train.log")
     scores = {}
@@ -102,6 +111,14 @@ def main(args):
     runs = {s: results / f"seed{s}" for s in args.seeds} if args.seeds else {"": results}
     out = Path(args.out).resolve()
     pseudo_flags, train_flags = shlex.split(args.pseudo_flags), shlex.split(args.train_flags)
+    # the stages skip what exists: a folder made with other flags would give their scores as these
+    asked = {"results": str(results.resolve()), "round": k, "pseudo_flags": pseudo_flags,
+             "train_flags": train_flags, "threads": args.threads}
+    record = out / "variant.json"
+    if record.exists() and json.loads(record.read_text()) != asked:
+        sys.exit(f"error: {record}: {out} holds a variant made with other flags; give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(asked, indent=1) + "\n")
     print(f"round {k}'s SSL step of {results}, with pseudo_label.py {args.pseudo_flags or '(as recorded)'} and "
           f"train_segmenter.py {args.train_flags or '(as recorded)'}; models in {out}")
     print("seed\tsplit\tadversarial\trun's SSL\tvariant\tvariant - adversarial\trun's SSL - adversarial")

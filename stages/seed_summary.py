@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """The loop's ablation tables of several seeds as one summary: per row the mean and standard deviation over
 the seeds (sample std, n-1) of mIoU / mIoU16 / mIoU13, the share of the M0-to-oracle gap the final model
-closes, every step that loses on the mean, each step's change on every seed (mean ± std, the seeds it gains on:
-whether a loss on the mean is told apart from the seeds' noise), and a plot of mIoU per step with each seed's
-point.
+closes, every step that loses on the mean, each step's change on every seed (mean ± std, the seeds it gains
+on, and the 95% interval of the mean change, paired t: whether the seeds tell the step apart from no change),
+and a plot of mIoU per step with each seed's point.
 
   python stages/seed_summary.py --metrics 0=results/x/seed0/metrics.tsv 1=results/x/seed1/metrics.tsv \\
       --out results/x/seed_summary.tsv --checks results/x/seed_summary.json --plot results/x/seed_summary.png
@@ -24,7 +24,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", nargs="+", required=True, metavar="SEED=TSV", help="metrics.tsv of each seed")
     p.add_argument("--out", required=True, help="summary table (.tsv): model, seeds, <column>_mean, <column>_std")
-    p.add_argument("--checks", help="the gap closed and the losing steps (.json)")
+    p.add_argument("--checks", help="the gap closed, the losing steps and each step's change per seed (.json)")
     p.add_argument("--plot", help="mIoU per step over the seeds (.png)")
     return p
 
@@ -40,7 +40,7 @@ def main(args):
     tables = seeds.read_tables([path for _, path in pairs])
     summary = seeds.summarise(tables)
     mean = {model: cols["miou"][0] for model, cols in summary.items()}
-    checks = seeds.loop_checks(mean) + seeds.change_lines(tables)
+    checks = seeds.loop_checks(mean) + seeds.change_lines(tables, names)
     with atomic_path(args.out) as tmp:
         tmp.write_text(seeds.summary_tsv(summary, names))
     if args.checks:

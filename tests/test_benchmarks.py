@@ -67,6 +67,10 @@ def test_ssl_variant_replays_the_step_and_adds_the_given_flags(finished_run, tmp
         assert fh.attrs["mode"] == "fixed" and fh.attrs["threshold"] == 0.2
     log = (tmp_path / "other" / "train.log").read_text()
     assert "step 2/2" in log and "step 3/3" not in log and "seg_target" in log
+    # a folder of one variant is not taken for another's
+    again = subprocess.run([sys.executable, "investigations/ssl_variant.py", "--results", str(results), "--out",
+                            str(tmp_path / "same"), "--train-flags=--lr 0.5"], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode != 0 and "holds a variant made with other flags" in again.stderr
 
 
 def test_recorded_arguments_turn_back_into_the_same_flags(finished_run):

@@ -4,6 +4,7 @@ the image caches shared, and the summary over the seeds (stages/seed_summary.py,
 import csv
 import json
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -90,9 +91,9 @@ def test_seed_summary_stage(tmp_path):
     assert checks["gap_closed"] == pytest.approx(5 / 18, abs=1e-4) and checks["losing_steps"] == []
     assert checks["seeds"] == ["0", "1"] and (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     assert checks["step_changes"] == [{"before": "m0", "after": "round1_adv", "why": "", "mean": 5.0, "std": 0.0,
-                                       "gains_on": 2, "seeds": 2}]
-    assert "  round1_adv - m0: +5.00 ± 0.00 (2 of 2)" in proc.stdout
-    assert "gap closed on each seed: 25%, 31%" in proc.stdout
+                                       "gains_on": 2, "seeds": 2, "interval95": [5.0, 5.0]}]
+    assert "  round1_adv - m0: +5.00 ± 0.00 (2 of 2; +5.00 to +5.00)" in proc.stdout
+    assert "gap closed by each seed's final model: 25% (seed 0), 31% (seed 1)" in proc.stdout
     (tmp_path / "c.tsv").write_text(HEAD + "oracle\t\t\t1\t1\t1\n")
     bad = run_stage("seed_summary", "--metrics", f"0={tmp_path / 'a.tsv'}", f"1={tmp_path / 'c.tsv'}",
                     "--out", tmp_path / "x.tsv", check=False)
@@ -133,23 +134,32 @@ def test_step_changes_pair_each_seed_with_itself():
 
     # round 2's SSL step: +1.0 on seed a, -1.3 on seed b, -0.3 on seed c: a loss on the mean of -0.2 that the
     # seeds do not tell apart from none; round 1's SSL step gains on every seed
-    tables = [table(10, 20, 21, 21, 22, 30), table(12, 22, 22.5, 22.5, 21.2, 32), table(11, 21, 22, 22, 21.7, 31)]
+    tables = [table(10, 20, 21, 21, 22, 30), table(12, 22, 22.5, 22.5, 21.2, 32), table(11, 21, 22, 22, 21.6, 31)]
     changes = {(c["before"], c["after"]): c for c in step_changes(tables)}
     ssl2 = changes[("round2_adv", "round2_ssl1")]
-    assert ssl2["mean"] == pytest.approx(-0.2) and ssl2["gains_on"] == 1 and ssl2["seeds"] == 3
-    assert ssl2["std"] == pytest.approx(float(np.std([1.0, -1.3, -0.3], ddof=1)), abs=1e-4)
+    assert ssl2["mean"] == pytest.approx(-0.2333, abs=1e-4) and ssl2["gains_on"] == 1 and ssl2["seeds"] == 3
+    std = float(np.std([1.0, -1.3, -0.4], ddof=1))
+    assert ssl2["std"] == pytest.approx(std, abs=1e-4)
+    half = 4.303 * std / np.sqrt(3)  # Student's t, 2 degrees of freedom
+    assert ssl2["interval95"] == pytest.approx([-0.2333 - half, -0.2333 + half], abs=1e-3)
     assert changes[("round1_adv", "round1_ssl1")]["gains_on"] == 3
     assert changes[("round1_ssl1", "round2_ssl1")]["why"] == "round 2 against round 1"
-    # the best row on the mean is round1_ssl1 (21.83 against the final 21.63): judged once, as the final
-    assert changes[("round1_ssl1", "round2_ssl1")]["mean"] == pytest.approx(-0.2)
+    # the best row on the mean is round1_ssl1 (21.83 against the final 21.6): judged once, as round 2's
     assert ("round2_adv", "round2_ssl1") in changes and len(changes) == 4
-    lines = change_lines(tables)
-    assert "  round2_ssl1 - round2_adv: -0.20 ± 1.15 (1 of 3) (within one standard error of none)" in lines
-    assert "  round1_ssl1 - round1_adv: +0.83 ± 0.29 (3 of 3)" in lines
-    assert lines[-1] == "gap closed on each seed: 60%, 46%, 53%"
-    # a step that loses on every seed by more than its spread is not called noise
+    lines = change_lines(tables, ["a", "b", "c"])
+    assert lines[3] == "  round2_ssl1 - round2_adv: -0.23 ± 1.16 (1 of 3; -3.11 to +2.65, not told apart from none)"
+    assert lines[2] == "  round1_ssl1 - round1_adv: +0.83 ± 0.29 (3 of 3; +0.12 to +1.55)"
+    assert lines[-1] == "gap closed by each seed's final model: 60% (seed a), 46% (seed b), 53% (seed c)"
+    # gaining or losing on every seed is not enough: a mean change within the interval's reach is noise
+    small = [table(10, 20, 21, 21, 20.9, 30), table(12, 22, 22.5, 22.5, 21.6, 32), table(11, 21, 22, 22, 21.5, 31)]
+    assert "-0.50 ± 0.40 (0 of 3; -1.49 to +0.49, not told apart from none)" in change_lines(small)[3]
     sure = [table(10, 20, 21, 21, 20, 30), table(12, 22, 22.5, 22.5, 21.4, 32), table(11, 21, 22, 22, 20.9, 31)]
-    assert "  round2_ssl1 - round2_adv: -1.07 ± 0.06 (0 of 3)" in change_lines(sure)
+    assert change_lines(sure)[3] == "  round2_ssl1 - round2_adv: -1.07 ± 0.06 (0 of 3; -1.21 to -0.92)"
+    # a final model level with an earlier best row is not judged against it (losing_steps' tie)
+    tie = [table(10, 22, 21, 21, 22, 30), table(12, 22.5, 21, 21, 22.5, 32)]
+    assert all(c["why"] != "final against the best row" for c in step_changes(tie))
+    below = [table(10, 22, 21, 21, 21.9, 30), table(12, 22.5, 21, 21, 22.5, 32)]
+    assert [c["before"] for c in step_changes(below) if c["why"] == "final against the best row"] == ["round1_adv"]
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +191,9 @@ def test_summary_is_the_mean_and_std_of_the_seeds_tables(two_seed_run):
     checks = json.loads((res / "seed_summary.json").read_text())
     mean = {r["model"]: float(r["miou_mean"]) for r in summary}
     assert checks["final"] == "round1_ssl1" and checks["lines"] == loop_checks(
-        {m: np.mean([float(t[m]["miou"]) for t in tables]) for m in tables[0]})
+        {m: np.mean([float(t[m]["miou"]) for t in tables]) for m in tables[0]}) + change_lines(tables, ["0", "1"])
+    assert [(c["before"], c["after"]) for c in checks["step_changes"]][:2] == [
+        ("m0", "round1_adv"), ("round1_adv", "round1_ssl1")]
     assert checks["best"] == max(["m0", "round1_adv", "round1_ssl1"], key=mean.get)
     # shared inputs once in the results folder; nothing seeded outside the seeds' folders
     assert (res / "cache" / "source.h5").is_file() and (res / "data_check.json").is_file()
@@ -190,6 +202,15 @@ def test_summary_is_the_mean_and_std_of_the_seeds_tables(two_seed_run):
         page = (res / f"seed{s}" / "viewer" / "index.html").read_text()
         assert 'id="seeds"' in page and (res / f"seed{s}" / "viewer" / "seed_summary.png").is_file()
         assert f"<th class=\"name\">round1_ssl1</th><td>{summary[2]['miou_mean']} &plusmn;" in page
+        assert "round1_ssl1 - round1_adv: " in page and "gap closed by each seed&#x27;s final model" in page
+
+
+def test_ssl_variant_needs_the_translated_sets_the_run_kept(two_seed_run, tmp_path):
+    _, res = two_seed_run
+    proc = subprocess.run([sys.executable, "investigations/ssl_variant.py", "--results", str(res), "--seeds", "0",
+                           "1", "--out", str(tmp_path / "v")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0 and "round1/translated.h5: not kept (keep_translated: false)" in proc.stderr
+    assert not (tmp_path / "v" / "seed0").exists()
 
 
 def test_report_shows_the_summary(two_seed_run, tmp_path):
