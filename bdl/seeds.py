@@ -55,15 +55,23 @@ def gap_closed(mean: dict) -> float | None:
     return (mean[loop[-1]] - mean["m0"]) / (mean["oracle"] - mean["m0"])
 
 
+def judged_steps(loop: list) -> list[tuple[str, str, int]]:
+    """The steps of the loop (its models in order, oracle left out) that are judged, as (before, after, k):
+    M_1 against M0 and each SSL step against the model before it (k 0), and each round's last model against
+    the round before's (k that round before). An adversarial M_k (k >= 2) is judged with its round, through
+    the round's last model."""
+    steps = [(a, b, 0) for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
+    rounds = sorted({int(m[5:].split("_")[0]) for m in loop if m.startswith("round")})
+    lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
+    return steps + [(a, b, k) for k, a, b in zip(rounds, lasts, lasts[1:])]
+
+
 def losing_steps(mean: dict) -> list[str]:
     """Every step of the loop that loses on the mean mIoU (names as metrics.tsv's): M_1 adversarial below M0,
     an SSL step below the model before it, a round's last model below the round before's, a final model below
     any row. A final model level with the best row is the best row."""
     loop = [m for m in mean if m != "oracle"]
     final = loop[-1]
-    # M_1 against M0 and each SSL step against the model before it; an adversarial M_k (k >= 2) is judged
-    # with its round, through the round's last model
-    steps = [(a, b) for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
 
     def below(b, a, a_is=""):  # as many decimals as it takes to show the two apart
         digits = next((d for d in range(2, 6) if f"{mean[b]:.{d}f}" != f"{mean[a]:.{d}f}"), 6)
@@ -72,11 +80,8 @@ def losing_steps(mean: dict) -> list[str]:
     def lower(b, a):  # means of 2-decimal tables: a difference in the last float bits is a tie
         return mean[b] < mean[a] - 1e-9
 
-    losses = [below(b, a) for a, b in steps if lower(b, a)]
-    rounds = sorted({int(m[5:].split("_")[0]) for m in loop if m.startswith("round")})
-    lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
-    losses += [f"{below(b, a)} (round {k + 1} below round {k})"
-               for k, a, b in zip(rounds, lasts, lasts[1:]) if lower(b, a)]
+    losses = [below(b, a) + (f" (round {k + 1} below round {k})" if k else "")
+              for a, b, k in judged_steps(loop) if lower(b, a)]
     best = max(loop, key=mean.get)
     if lower(final, best):
         losses.append(f"final {below(final, best, 'best row ')}")
@@ -96,10 +101,7 @@ def step_changes(tables: list[dict]) -> list[dict]:
     way its mean goes; with three seeds that takes a change of about 2.5 stds."""
     loop = [m for m in tables[0] if m != "oracle"]
     mean = {m: float(np.mean([float(t[m]["miou"]) for t in tables])) for m in loop}
-    pairs = [(a, b, "") for a, b in zip(loop, loop[1:]) if a == "m0" or "_ssl" in b]
-    rounds = sorted({int(m[5:].split("_")[0]) for m in loop if m.startswith("round")})
-    lasts = [[m for m in loop if m.startswith(f"round{k}_")][-1] for k in rounds]
-    pairs += [(a, b, f"round {k + 1} against round {k}") for k, a, b in zip(rounds, lasts, lasts[1:])]
+    pairs = [(a, b, f"round {k + 1} against round {k}" if k else "") for a, b, k in judged_steps(loop)]
     best = max(loop, key=mean.get)
     # a final model level with the best row is the best row (losing_steps' tolerance)
     if mean[best] - mean[loop[-1]] > 1e-9 and (best, loop[-1]) not in [(a, b) for a, b, _ in pairs]:
@@ -115,11 +117,12 @@ def step_changes(tables: list[dict]) -> list[dict]:
     return out
 
 
-def change_lines(tables: list[dict], names=None) -> list[str]:
-    """step_changes for people, one line each, and the gap each seed's final model closes."""
+def change_lines(tables: list[dict], names=None, changes=None) -> list[str]:
+    """step_changes (given, or made from the tables) for people, one line each, and the gap each seed's final
+    model closes."""
     lines = ["change of each step, the same seed before and after (mean ± std over seeds; seeds it gains on; "
              "95% interval):"]
-    for c in step_changes(tables):
+    for c in step_changes(tables) if changes is None else changes:
         lo, hi = c["interval95"]
         noise = ", not told apart from none" if lo <= 0 <= hi else ""
         why = f", {c['why']}" if c["why"] else ""

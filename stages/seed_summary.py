@@ -40,7 +40,8 @@ def main(args):
     tables = seeds.read_tables([path for _, path in pairs])
     summary = seeds.summarise(tables)
     mean = {model: cols["miou"][0] for model, cols in summary.items()}
-    checks = seeds.loop_checks(mean) + seeds.change_lines(tables, names)
+    changes = seeds.step_changes(tables)
+    checks = seeds.loop_checks(mean) + seeds.change_lines(tables, names, changes)
     with atomic_path(args.out) as tmp:
         tmp.write_text(seeds.summary_tsv(summary, names))
     if args.checks:
@@ -49,7 +50,7 @@ def main(args):
         write_json(args.checks, {"seeds": names, "final": loop[-1], "best": max(loop, key=mean.get),
                                  "gap_closed": None if closed is None else round(closed, 4),
                                  "losing_steps": seeds.losing_steps(mean),
-                                 "step_changes": seeds.step_changes(tables), "lines": checks})
+                                 "step_changes": changes, "lines": checks})
     if args.plot:
         closed, losses = seeds.gap_closed(mean), seeds.losing_steps(mean)
         gap = "" if closed is None else f": the final model closes {100 * closed:.0f}% of the gap"
