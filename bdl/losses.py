@@ -56,12 +56,14 @@ def instance_norm_logits(logits: torch.Tensor) -> torch.Tensor:
     return F.instance_norm(logits.float())
 
 
-def perceptual(segmenter, real01: torch.Tensor, other01: torch.Tensor, real_logits: torch.Tensor | None = None):
+def perceptual(segmenter, real01: torch.Tensor, other01: torch.Tensor, real_logits: torch.Tensor | None = None,
+               other_segmenter=None):
     """MSE between instance-normalised logits of M(real) and M(other); M is frozen, gradients reach ``other``.
 
     Inputs are images in [0, 1]. ``real_logits`` lets callers reuse M(real) across the two terms.
+    ``other_segmenter``: M as it reads ``other``'s domain (its BatchNorm statistics), when not ``segmenter``.
     """
     if real_logits is None:
         with torch.no_grad():
             real_logits = segmenter(real01)
-    return F.mse_loss(instance_norm_logits(segmenter(other01)), instance_norm_logits(real_logits))
+    return F.mse_loss(instance_norm_logits((other_segmenter or segmenter)(other01)), instance_norm_logits(real_logits))

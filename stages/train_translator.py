@@ -23,6 +23,10 @@ def get_args_parser():
     cli.add_cache_arg(p, "target")
     cli.add_protocol_arg(p)
     p.add_argument("--segmenter", help="frozen M checkpoint for the perceptual loss (omit to train without it)")
+    p.add_argument("--domain-bn", action="store_true",
+                   help="the perceptual loss reads source-look images through M with BatchNorm statistics "
+                        "re-estimated on the source frames and target-look images through M with the target "
+                        "frames' (M trained each domain's batches with their own statistics)")
     p.add_argument("--init", help="start F and F_inv from this translator checkpoint (the previous round's); the "
                                   "PatchGANs and optimisers start afresh")
     m = p.add_argument_group("model")
@@ -74,9 +78,11 @@ def main(args):
     flip = not args.no_flip
     src = cli.image_set(args, "source", False, args.crop, flip, args.seed)
     tgt = cli.image_set(args, "target", False, args.crop, flip, args.seed + 1)
-    segmenter = None
+    segmenter = segmenter_b = None
     if args.segmenter:
         segmenter = load_segmenter(args.segmenter)
+        if args.domain_bn:
+            segmenter, segmenter_b = domain_judges(args, segmenter, device)
     arch = {"ngf": args.ngf, "n_blocks": args.n_blocks}
     init = None
     if args.init:
@@ -93,9 +99,23 @@ def main(args):
         make_loader(tgt, args.batch_size, True, args.workers, args.seed + 1, drop_last=True, world=world),
         segmenter, settings, ComputeFormat.of(args, device), device, resumable,
         watch=Watch.from_args(args, "translator F / F_inv"), samples=args.samples, world=world, init=init,
-        init_path=args.init)
+        init_path=args.init, segmenter_b=segmenter_b)
     save_trained(args, {"kind": "translator", "model": F_ab.state_dict(), "model_inv": F_ba.state_dict(),
                         "arch": arch, "args": cli.recorded_args(args)}, log, resumable)
+
+
+def domain_judges(args, segmenter, device):
+    """M with the source frames' BatchNorm statistics and M with the target frames' (all frames, uncropped,
+    unflipped: the statistics of each set as M0 and the evaluation see it)."""
+    from bdl.models.bn_stats import has_batchnorm, with_domain_statistics
+
+    if not has_batchnorm(segmenter):
+        print("--domain-bn: M has no BatchNorm, it reads both domains as it is", file=sys.stderr)
+        return segmenter, None
+    judges = tuple(with_domain_statistics(segmenter, cli.image_set(args, domain, False), device)
+                   for domain in ("source", "target"))
+    print("--domain-bn: M's BatchNorm statistics re-estimated on the source and on the target frames", file=sys.stderr)
+    return judges
 
 
 if __name__ == "__main__":

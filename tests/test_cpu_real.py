@@ -67,6 +67,12 @@ def test_the_defaults_keep_one_labeller_and_a_fresh_translator(tmp_path, tiny_de
     assert not any("--init" in words for words in commands["train_translator"])
 
 
+def test_domain_bn_reaches_every_translator_and_only_when_set(tmp_path, tiny_demo):
+    assert not any("--domain-bn" in words for words in dry_run(tmp_path, tiny_demo)["train_translator"])
+    commands = dry_run(tmp_path, tiny_demo, translator={"domain_bn": True})["train_translator"]
+    assert len(commands) == 2 and all("--domain-bn" in words for words in commands)
+
+
 def test_an_imported_round_leaves_the_next_translator_to_start_afresh(tmp_path, tiny_demo):
     imported = tmp_path / "imported"
     imported.mkdir()

@@ -46,3 +46,16 @@ def test_gan_losses():
     assert cycle_l1(torch.zeros(3), torch.ones(3)).item() == 1.0
     with pytest.raises(ValueError):
         GANLoss("wgan")
+
+
+def test_perceptual_reads_the_other_image_through_its_own_judge():
+    """Two copies of M differing only in BatchNorm statistics: the other image goes through the second."""
+    import copy
+
+    torch.manual_seed(0)
+    m = build_segmenter("resnet_mini", width=8).eval()
+    twin = copy.deepcopy(m)
+    twin.backbone.bn1.running_mean += 0.5
+    x = torch.rand(2, 3, 32, 64)
+    assert perceptual(m, x, x.clone(), other_segmenter=m).item() == pytest.approx(0.0, abs=1e-10)
+    assert perceptual(m, x, x.clone(), other_segmenter=twin).item() > 1e-4

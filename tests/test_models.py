@@ -127,3 +127,45 @@ def test_local_trunk_weights_file(tmp_path):
     assert torch.equal(m.backbone.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
     with pytest.raises(BDLError, match="backbone weights file not found"):
         build_segmenter("resnet18", weights=str(tmp_path / "missing.pth"))
+
+
+def _frames(n, mean, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [{"image": (torch.rand(3, 32, 32, generator=g) * 100 + mean).to(torch.uint8)} for _ in range(n)]
+
+
+def test_domain_statistics_are_the_frames_averages():
+    """The first BatchNorm sees the frames as they are (after a 1x1 conv of known weights): its running mean is
+    their per-channel mean; weights and the original model are left as they were."""
+    from torch import nn
+
+    from bdl.models.bn_stats import with_domain_statistics
+
+    conv = nn.Conv2d(3, 3, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+    model = nn.Sequential(conv, nn.BatchNorm2d(3)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frames = _frames(10, 120, 0)
+    twin = with_domain_statistics(model, frames, torch.device("cpu"), batch_size=4)
+    pixels = torch.stack([f["image"] for f in frames]).float() / 255
+    assert torch.allclose(twin[1].running_mean, pixels.mean((0, 2, 3)), atol=1e-6)
+    assert not twin.training and twin[1].momentum == model[1].momentum
+    assert torch.equal(twin[0].weight, model[0].weight)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    again = with_domain_statistics(model, frames, torch.device("cpu"), batch_size=4)
+    assert torch.equal(again[1].running_var, twin[1].running_var)
+
+
+def test_domain_statistics_of_a_frozen_batchnorm_model():
+    """freeze_bn keeps BatchNorm in eval mode while M trains; the re-estimate still reaches its layers, and
+    frames of two looks give two different copies."""
+    from bdl.models.bn_stats import has_batchnorm, with_domain_statistics
+
+    torch.manual_seed(0)
+    m = DeepLabV2(backbone="resnet_mini", width=8, freeze_bn=True).eval()
+    dark = with_domain_statistics(m, _frames(6, 10, 1), torch.device("cpu"))
+    bright = with_domain_statistics(m, _frames(6, 150, 2), torch.device("cpu"))
+    assert has_batchnorm(m)
+    assert not torch.equal(m.backbone.bn1.running_mean, dark.backbone.bn1.running_mean)
+    assert not torch.equal(dark.backbone.bn1.running_mean, bright.backbone.bn1.running_mean)

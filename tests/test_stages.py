@@ -141,6 +141,22 @@ def test_gallery(chain, tiny_demo):
     run_stage("gallery", "--pseudo", chain / "pseudo.h5", *target_flags(tiny_demo), "--out", chain / "gp.png")
 
 
+def test_translator_domain_bn(chain, tiny_demo, tmp_path):
+    """--domain-bn: the perceptual loss reads each look through M with that domain's BatchNorm statistics, so its
+    first step's value is not the one of M as saved (same seed, same batches)."""
+    per = {}
+    for name, extra in (("saved", []), ("domain", ["--domain-bn"])):
+        proc = run_stage("train_translator", *source_flags(tiny_demo), *target_flags(tiny_demo), "--segmenter",
+                         chain / "m0.pt", "--ngf", "4", "--n-blocks", "1", "--ndf", "4", "--iterations", "1",
+                         "--batch-size", "2", "--threads", "1", "--log-every", "1", *extra,
+                         "--out", tmp_path / f"{name}.pt", "--losses", tmp_path / f"{name}.tsv")
+        assert ("re-estimated on the source and on the target frames" in proc.stderr) == bool(extra)
+        header, row = (tmp_path / f"{name}.tsv").read_text().splitlines()[:2]
+        per[name] = dict(zip(header.split("\t"), row.split("\t")))
+    assert per["saved"]["gan"] == per["domain"]["gan"]  # same generator, same batches: only M's statistics differ
+    assert per["saved"]["per"] != per["domain"]["per"]
+
+
 def test_training_never_opens_target_train_labels(tiny_demo, tmp_path, monkeypatch, chain):
     """Adaptation stages run in-process with every label read recorded."""
     import importlib.util

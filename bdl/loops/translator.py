@@ -58,10 +58,13 @@ class TranslatorSettings:
 
 def train_translator(arch, source_loader, target_loader, segmenter, cfg: TranslatorSettings, compute: ComputeFormat,
                      device, resumable: Resumable, stage="train_translator", watch: Watch | None = None,
-                     samples=None, world: World | None = None, init: dict | None = None, init_path=None):
+                     samples=None, world: World | None = None, init: dict | None = None, init_path=None,
+                     segmenter_b=None):
     """Run ``cfg.iterations`` steps; returns (F, F_inv, LossLog). With ``samples`` (a PNG path) a grid of a few
     fixed frames, real A | fake B | rec A | real B | fake A, is redrawn at every checkpoint. With ``init`` (a
-    translator checkpoint's entries) F and F_inv start from its weights.
+    translator checkpoint's entries) F and F_inv start from its weights. With ``segmenter_b`` the perceptual loss
+    reads target-look images (real B, fake B, rec B) through it and source-look ones through ``segmenter``: the
+    same M with each domain's BatchNorm statistics (``bdl.models.bn_stats``).
 
     With several processes (``world``; the loaders yield this rank's slice of each global batch) the gradients of
     the generators and of the PatchGANs are averaged after each backward (each generator runs several forwards
@@ -83,10 +86,12 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
     pool_a, pool_b = ImagePool(cfg.pool_size, gen, device), ImagePool(cfg.pool_size, gen, device)
     gan = GANLoss(cfg.gan_mode)
     use_per = segmenter is not None and (cfg.lambda_per > 0 or cfg.lambda_per_recon > 0)
+    seg_A, seg_B = segmenter, segmenter_b or segmenter
     if use_per:  # M is a fixed judge of semantics here: eval mode, no gradient into its weights
-        compute.model(segmenter).eval()
-        for p in segmenter.parameters():
-            p.requires_grad_(False)
+        for judge in {id(seg_A): seg_A, id(seg_B): seg_B}.values():
+            compute.model(judge).eval()
+            for p in judge.parameters():
+                p.requires_grad_(False)
     run = TrainingRun(stage, cfg.iterations, cfg.log_every, resumable, {
         "model": F_ab, "model_inv": F_ba, "D_A": D_a, "D_B": D_b, "optimizer": opt_g, "optimizer_D": opt_d,
         "pool_A": pool_a, "pool_B": pool_b, "pool_rng": GeneratorState(gen)},
@@ -120,11 +125,11 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
                 if use_per:
                     unit_A, unit_B = gan_to_unit(real_A), gan_to_unit(real_B)
                     with torch.no_grad():
-                        logits_A, logits_B = segmenter(unit_A), segmenter(unit_B)
-                    losses["per"] = (perceptual(segmenter, unit_A, gan_to_unit(fake_B), logits_A)
-                                     + perceptual(segmenter, unit_B, gan_to_unit(fake_A), logits_B))
-                    losses["per_recon"] = (perceptual(segmenter, unit_A, gan_to_unit(rec_A), logits_A)
-                                           + perceptual(segmenter, unit_B, gan_to_unit(rec_B), logits_B))
+                        logits_A, logits_B = seg_A(unit_A), seg_B(unit_B)
+                    losses["per"] = (perceptual(seg_A, unit_A, gan_to_unit(fake_B), logits_A, seg_B)
+                                     + perceptual(seg_B, unit_B, gan_to_unit(fake_A), logits_B, seg_A))
+                    losses["per_recon"] = (perceptual(seg_A, unit_A, gan_to_unit(rec_A), logits_A)
+                                           + perceptual(seg_B, unit_B, gan_to_unit(rec_B), logits_B))
                     total = total + cfg.lambda_per * losses["per"] + cfg.lambda_per_recon * losses["per_recon"]
             check_finite(stage, step, losses)
             total.backward()
