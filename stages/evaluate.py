@@ -11,6 +11,9 @@ Every image is scored at its label's own size (Cityscapes: 2048x1024), after the
              logits at M's output stride upsampled once to the label's size (align_corners=True), argmax of
              those probabilities; labelIds mapped to trainIds at full size. Use it to score a released model
              (after import_weights.py) as its authors' script does; a GPU's arithmetic may still move a few pixels.
+
+--target-bn scores M with its BatchNorm statistics re-estimated on the target's unlabelled train frames (AdaBN):
+on M0, the baseline that adapts by normalisation alone, which the loop's models should beat.
 """
 
 import argparse
@@ -21,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl.cli import add_dataset_args, add_procs_arg, add_protocol_arg, add_runtime_args, dataset_spec, run  # noqa: E402
 from bdl.defaults import default  # noqa: E402
+from bdl.errors import BDLError  # noqa: E402
 
 
 def get_args_parser():
@@ -30,6 +34,10 @@ def get_args_parser():
     p.add_argument("--split", default=default("target.val_split"), help="split to evaluate (Cityscapes layout)")
     p.add_argument("--predictions", help="folder for the prediction PNGs (<name>.png, <name>_pred.png)")
     p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
+    p.add_argument("--target-bn", action="store_true",
+                   help="score M with its BatchNorm statistics re-estimated on the unlabelled target frames of "
+                        "--target-split (AdaBN): for M0, the source-only baseline that uses the target's images only "
+                        "to normalise; recorded in the JSON as target_bn")
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
     add_protocol_arg(p, "how images are resized and M's output brought to the label's size (above)")
     add_runtime_args(p, out="metrics (.json)")
@@ -51,6 +59,13 @@ def main(args):
 
     device = start_process(args)
     model = load_segmenter(args.segmenter)
+    if args.target_bn:
+        from bdl.cli import image_set
+        from bdl.models.bn_stats import has_batchnorm, with_domain_statistics
+
+        if not has_batchnorm(model):
+            raise BDLError(f"{args.segmenter}: --target-bn, but this model has no BatchNorm statistics")
+        model = with_domain_statistics(model, image_set(args, "target", False), device)
     spec = dataset_spec(args, "target", split=args.split)
     samples = spec.samples(with_labels=True, split=args.split)
     ds = SegmentationDataset(samples, None, args.target_size, protocol=args.protocol)
@@ -65,7 +80,7 @@ def main(args):
     if not World.from_env().main:  # every rank has the summed counts; rank 0 writes
         return
     result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds),
-                             "protocol": args.protocol}
+                             "protocol": args.protocol} | ({"target_bn": args.target_split} if args.target_bn else {})
     if pl is not None:
         result["pseudo_label_on_val"] = {
             "source": str(args.pseudo),

@@ -132,6 +132,17 @@ def test_evaluate_and_collect(chain, tiny_demo):
     assert res["protocol"] == "bdl" and rows[0][-1] == "protocol" and rows[2][-1] == "bdl"  # which scored it
 
 
+def test_evaluate_with_target_statistics(chain, tiny_demo):
+    """--target-bn: M0 with the target train frames' BatchNorm statistics scores otherwise than as saved."""
+    scores = {}
+    for name, extra in (("saved", []), ("target_bn", ["--target-bn"])):
+        run_stage("evaluate", "--segmenter", chain / "m0.pt", *target_flags(tiny_demo), "--split", "val",
+                  "--threads", "1", *extra, "--out", chain / f"eval_{name}.json")
+        scores[name] = json.loads((chain / f"eval_{name}.json").read_text())
+    assert "target_bn" not in scores["saved"] and scores["target_bn"]["target_bn"] == "train"
+    assert scores["saved"]["pixel_accuracy"] != scores["target_bn"]["pixel_accuracy"]
+
+
 def test_gallery(chain, tiny_demo):
     from PIL import Image
 
