@@ -308,7 +308,7 @@ def seed_summary_html(args, folder: Path) -> str:
                                for c in cols) + "</tr>" for r in rows)
     seeds = rows[0]["seeds"] if rows else "0"
     lines = json.loads(Path(args.seed_checks).read_text())["lines"] if args.seed_checks else []
-    checks = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    checks = nested_items(lines)
     plot = ""
     if args.seed_plot:
         shutil.copyfile(args.seed_plot, folder / "seed_summary.png")
@@ -318,6 +318,22 @@ def seed_summary_html(args, folder: Path) -> str:
             "are this seed's.</p>"
             f"<div class=\"wrap\"><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></div>"
             f"<ul>{checks}</ul>{plot}</section>")
+
+
+def nested_items(lines: list[str]) -> str:
+    """The summary's lines as list items; an indented line (a step under its heading line) nested under the
+    line before it."""
+    import html
+
+    items = []
+    for line in lines:
+        if line[:1].isspace() and items:
+            items[-1][1].append(line.strip())
+        else:
+            items.append((line, []))
+    return "".join(f"<li>{html.escape(head)}"
+                   + ("<ul>" + "".join(f"<li>{html.escape(sub)}</li>" for sub in subs) + "</ul>" if subs else "")
+                   + "</li>" for head, subs in items)
 
 
 def main(args):

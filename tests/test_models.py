@@ -155,6 +155,8 @@ def test_domain_statistics_are_the_frames_averages():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     again = with_domain_statistics(model, frames, torch.device("cpu"), batch_size=4)
     assert torch.equal(again[1].running_var, twin[1].running_var)
+    every_other = with_domain_statistics(model, frames, torch.device("cpu"), batch_size=4, max_frames=5)
+    assert torch.allclose(every_other[1].running_mean, pixels[::2].mean((0, 2, 3)), atol=1e-6)
 
 
 def test_domain_statistics_of_a_frozen_batchnorm_model():

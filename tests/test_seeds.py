@@ -205,7 +205,8 @@ def test_summary_is_the_mean_and_std_of_the_seeds_tables(two_seed_run):
         page = (res / f"seed{s}" / "viewer" / "index.html").read_text()
         assert 'id="seeds"' in page and (res / f"seed{s}" / "viewer" / "seed_summary.png").is_file()
         assert f"<th class=\"name\">round1_ssl1</th><td>{summary[2]['miou_mean']} &plusmn;" in page
-        assert "round1_ssl1 - round1_adv: " in page
+        # each step's change nested under the line that heads them
+        assert "95% interval):<ul><li>round1_adv - m0: " in page and "</li><li>round1_ssl1 - round1_adv: " in page
 
 
 def test_ssl_variant_needs_the_translated_sets_the_run_kept(two_seed_run, tmp_path):

@@ -20,19 +20,24 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def with_domain_statistics(model: nn.Module, dataset, device, batch_size: int = 16) -> nn.Module:
+def with_domain_statistics(model: nn.Module, dataset, device, batch_size: int = 16,
+                           max_frames: int = 512) -> nn.Module:
     """A copy of ``model`` (eval mode) whose BatchNorm running mean and variance are the averages of the batch
-    statistics over every frame of ``dataset`` (items with an 'image', uint8 CxHxW), each batch weighted by its
-    frames; in frame order and fixed batches, so the copy is the same on every run and every process."""
+    statistics over the frames of ``dataset`` (items with an 'image', uint8 CxHxW), each batch weighted by its
+    frames: all of them, or ``max_frames`` spread evenly over a larger set (a few hundred frames fix the
+    statistics; a pass over all of GTA5's 24,966 would cost as much as translating it). In frame order and fixed
+    batches, so the copy is the same on every run and every process."""
     if len(dataset) == 0:
         raise ValueError("no frames to estimate BatchNorm statistics on")
+    n = len(dataset)
+    picks = list(range(n)) if n <= max_frames else [i * n // max_frames for i in range(max_frames)]
     twin = copy.deepcopy(model).to(device)
     layers = [m for m in twin.modules() if isinstance(m, _BN)]
     for m in layers:  # layer by layer: a model that keeps its BatchNorm frozen (freeze_bn) would not let train()
         m.reset_running_stats()
         m.train()
-    for start in range(0, len(dataset), batch_size):
-        frames = [dataset[i]["image"] for i in range(start, min(start + batch_size, len(dataset)))]
+    for start in range(0, len(picks), batch_size):
+        frames = [dataset[i]["image"] for i in picks[start:start + batch_size]]
         for m in layers:  # this batch's share of the frames so far: a running average weighted by frames
             m.momentum = len(frames) / (start + len(frames))
         twin(torch.stack(frames).to(device).float().div_(255))
