@@ -10,6 +10,13 @@ from bdl.artifacts import atomic_path
 from bdl.errors import BDLError
 
 COLUMNS = ("miou", "miou16", "miou13")
+# rows that are yardsticks, not steps of the loop: never judged, never the final model or the best row
+YARDSTICKS = ("oracle", "m0_target_bn")
+
+
+def loop_rows(rows) -> list:
+    """The loop's models among a table's rows, in order (the yardsticks left out)."""
+    return [m for m in rows if m not in YARDSTICKS]
 
 
 def read_tables(paths) -> list[dict]:
@@ -49,7 +56,7 @@ def summarise(tables: list[dict]) -> dict:
 
 def gap_closed(mean: dict) -> float | None:
     """(final - m0) / (oracle - m0) of the mean mIoU, or None without an oracle above M0."""
-    loop = [m for m in mean if m != "oracle"]
+    loop = loop_rows(mean)
     if "oracle" not in mean or "m0" not in mean or mean["oracle"] <= mean["m0"]:
         return None
     return (mean[loop[-1]] - mean["m0"]) / (mean["oracle"] - mean["m0"])
@@ -70,7 +77,7 @@ def losing_steps(mean: dict) -> list[str]:
     """Every step of the loop that loses on the mean mIoU (names as metrics.tsv's): M_1 adversarial below M0,
     an SSL step below the model before it, a round's last model below the round before's, a final model below
     any row. A final model level with the best row is the best row."""
-    loop = [m for m in mean if m != "oracle"]
+    loop = loop_rows(mean)
     final = loop[-1]
 
     def below(b, a, a_is=""):  # as many decimals as it takes to show the two apart
@@ -98,14 +105,17 @@ def step_changes(tables: list[dict]) -> list[dict]:
     """Each step losing_steps judges, as the change of mIoU it makes on each seed (after - before, the same
     seed's table): mean, sample std (n-1), the seeds it gains on, and the 95% interval of the mean change
     (paired t). A step whose interval holds zero is not told apart from no change by these seeds, whichever
-    way its mean goes; with three seeds that takes a change of about 2.5 stds."""
-    loop = [m for m in tables[0] if m != "oracle"]
+    way its mean goes; with three seeds that takes a change of about 2.5 stds. With the yardstick row
+    m0_target_bn, the final model against it comes last (not a step: losing_steps never counts it)."""
+    loop = loop_rows(tables[0])
     mean = {m: float(np.mean([float(t[m]["miou"]) for t in tables])) for m in loop}
     pairs = [(a, b, f"round {k + 1} against round {k}" if k else "") for a, b, k in judged_steps(loop)]
     best = max(loop, key=mean.get)
     # a final model level with the best row is the best row (losing_steps' tolerance)
     if mean[best] - mean[loop[-1]] > 1e-9 and (best, loop[-1]) not in [(a, b) for a, b, _ in pairs]:
         pairs.append((best, loop[-1], "final against the best row"))
+    if "m0_target_bn" in tables[0]:  # not a step: what the loop adds over normalisation alone
+        pairs.append(("m0_target_bn", loop[-1], "final against M0 with the target's statistics"))
     out = []
     for before, after, why in pairs:
         diff = np.array([float(t[after]["miou"]) - float(t[before]["miou"]) for t in tables])
@@ -139,7 +149,7 @@ def change_lines(tables: list[dict], names=None, changes=None) -> list[str]:
 
 def loop_checks(mean: dict) -> list[str]:
     """The gap closed and the steps that lose, as lines for people."""
-    loop = [m for m in mean if m != "oracle"]
+    loop = loop_rows(mean)
     closed = gap_closed(mean)
     out = [] if closed is None else [
         f"gap closed by {loop[-1]}: {100 * closed:.0f}% ((final - m0) / (oracle - m0) of the means)"]
@@ -169,7 +179,7 @@ def plot_seeds(tables: list[dict], seeds: list, path: Path, title: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    loop = [m for m in tables[0] if m != "oracle"]
+    loop = loop_rows(tables[0])
     values = np.array([[float(t[m]["miou"]) for m in loop] for t in tables])  # seeds x models
     fig = Figure(figsize=(max(5.0, 0.9 * len(loop) + 1.5), 3.8))
     FigureCanvasAgg(fig)
@@ -181,6 +191,9 @@ def plot_seeds(tables: list[dict], seeds: list, path: Path, title: str) -> None:
     if "oracle" in tables[0]:
         oracle = np.mean([float(t["oracle"]["miou"]) for t in tables])
         ax.axhline(oracle, color="tab:green", ls="--", lw=1, label=f"oracle {oracle:.1f}")
+    if "m0_target_bn" in tables[0]:
+        base = np.mean([float(t["m0_target_bn"]["miou"]) for t in tables])
+        ax.axhline(base, color="tab:gray", ls=":", lw=1, label=f"M0, target statistics {base:.1f}")
     ax.set_xticks(x, [m.replace("_", "\n") for m in loop], fontsize=8)
     ax.set_ylabel("mIoU (target val)")
     ax.set_title(title, fontsize=9)

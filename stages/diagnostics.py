@@ -42,7 +42,7 @@ def main(args):
     rows = []
     evals = [(name, json.loads(path.read_text())) for name, path in name_path_pairs(args.eval, "--eval")]
     for (prev_name, prev), (name, cur) in zip(evals, evals[1:]):
-        if name == "oracle":
+        if name in ("oracle", "m0_target_bn") or prev_name in ("oracle", "m0_target_bn"):  # yardsticks, not steps
             continue
         deltas = [None if cur["per_class"][c] is None or prev["per_class"][c] is None
                   else cur["per_class"][c] - prev["per_class"][c] for c in CLASS_NAMES]

@@ -46,7 +46,7 @@ def main(args):
         tmp.write_text(seeds.summary_tsv(summary, names))
     if args.checks:
         closed = seeds.gap_closed(mean)
-        loop = [m for m in mean if m != "oracle"]
+        loop = seeds.loop_rows(mean)
         write_json(args.checks, {"seeds": names, "final": loop[-1], "best": max(loop, key=mean.get),
                                  "gap_closed": None if closed is None else round(closed, 4),
                                  "losing_steps": seeds.losing_steps(mean),

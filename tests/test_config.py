@@ -30,6 +30,7 @@ def dry_run(tmp_path, cfg: dict):
     ({"segmenter": {"backbone": "resnet152"}}, "config key 'segmenter.backbone'"),
     ({"source": {"root": "/data/GTA5"}}, "'source.root' and 'target.root': give both"),
     ({"runtime": {"gpus_per_job": 0}}, "config key 'runtime.gpus_per_job': 0 is less than the minimum of 1"),
+    ({"m0_target_bn": True, "segmenter": {"backbone": "vgg16"}}, "config key 'm0_target_bn': segmenter.backbone vgg16"),
     ({"runtime": {"gpus_per_job": 3}},
      "config key 'segmenter.batch_size': 8 does not divide among runtime.gpus_per_job (3) processes"),
     ({"runtime": {"gpus_per_job": 8}},

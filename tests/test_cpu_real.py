@@ -42,6 +42,8 @@ def test_cpu_real_runs_one_ssl_step_per_round(tmp_path, tiny_demo):
     assert sorted(by_out(commands, "pseudo_label")) == ["round1/ssl1/pseudo.h5", "round2/ssl1/pseudo.h5"]
     segmenters = by_out(commands, "train_segmenter")
     assert values(segmenters["round2/adv/segmenter.pt"], "--init") == [str(R / "round1/ssl1/segmenter.pt")]
+    # the yardstick row, M0 with the target's statistics, is on in the preset
+    assert [values(c, "--segmenter") for c in commands["target_bn"]] == [[str(R / "m0/segmenter.pt")]]
 
 
 def test_cpu_real_labels_each_step_with_the_round_s_models_and_continues_the_translator(tmp_path, tiny_demo):
@@ -71,6 +73,17 @@ def test_domain_bn_reaches_every_translator_and_only_when_set(tmp_path, tiny_dem
     assert not any("--domain-bn" in words for words in dry_run(tmp_path, tiny_demo)["train_translator"])
     commands = dry_run(tmp_path, tiny_demo, translator={"domain_bn": True})["train_translator"]
     assert len(commands) == 2 and all("--domain-bn" in words for words in commands)
+
+
+def test_m0_target_bn_is_a_row_after_the_oracle(tmp_path, tiny_demo):
+    assert "target_bn" not in dry_run(tmp_path, tiny_demo)  # the defaults leave it off
+    commands = dry_run(tmp_path, tiny_demo, m0_target_bn=True)
+    R = tmp_path / "results"
+    [job] = commands["target_bn"]
+    assert values(job, "--segmenter") == [str(R / "m0/segmenter.pt")] and values(job, "--target-split") == ["train"]
+    rows = [values(c, "--eval") for c in commands["collect_metrics"]][0]
+    assert [r.split("=")[0] for r in rows][-2:] == ["oracle", "m0_target_bn"]
+    assert rows[-1] == f"m0_target_bn={R}/m0_target_bn/eval.json"
 
 
 def test_an_imported_round_leaves_the_next_translator_to_start_afresh(tmp_path, tiny_demo):

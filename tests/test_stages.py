@@ -141,6 +141,18 @@ def test_evaluate_with_target_statistics(chain, tiny_demo):
         scores[name] = json.loads((chain / f"eval_{name}.json").read_text())
     assert "target_bn" not in scores["saved"] and scores["target_bn"]["target_bn"] == "train"
     assert scores["saved"]["pixel_accuracy"] != scores["target_bn"]["pixel_accuracy"]
+    # the same model saved by stages/target_bn.py: weights as M0's, statistics as evaluate --target-bn's
+    run_stage("target_bn", "--segmenter", chain / "m0.pt", *target_flags(tiny_demo), "--threads", "1",
+              "--out", chain / "m0_tbn.pt")
+    m0, tbn = (torch.load(chain / n, weights_only=True) for n in ("m0.pt", "m0_tbn.pt"))
+    assert tbn["target_bn"]["split"] == "train" and tbn["arch"] == m0["arch"]
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    assert all(torch.equal(v, m0["model"][k]) for k, v in tbn["model"].items() if not k.endswith(statistics))
+    assert any(not torch.equal(v, m0["model"][k]) for k, v in tbn["model"].items() if k.endswith("running_mean"))
+    run_stage("evaluate", "--segmenter", chain / "m0_tbn.pt", *target_flags(tiny_demo), "--split", "val",
+              "--threads", "1", "--out", chain / "eval_tbn_saved.json")
+    saved = json.loads((chain / "eval_tbn_saved.json").read_text())
+    assert saved["per_class"] == scores["target_bn"]["per_class"]
 
 
 def test_gallery(chain, tiny_demo):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+MAX_FRAMES = 512  # a few hundred frames fix the statistics; a pass over all of GTA5 would cost a translation
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -21,11 +22,10 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def with_domain_statistics(model: nn.Module, dataset, device, batch_size: int = 16,
-                           max_frames: int = 512) -> nn.Module:
+                           max_frames: int = MAX_FRAMES) -> nn.Module:
     """A copy of ``model`` (eval mode) whose BatchNorm running mean and variance are the averages of the batch
     statistics over the frames of ``dataset`` (items with an 'image', uint8 CxHxW), each batch weighted by its
-    frames: all of them, or ``max_frames`` spread evenly over a larger set (a few hundred frames fix the
-    statistics; a pass over all of GTA5's 24,966 would cost as much as translating it). In frame order and fixed
+    frames: all of them, or ``max_frames`` spread evenly over a larger set. In frame order and fixed
     batches, so the copy is the same on every run and every process."""
     if len(dataset) == 0:
         raise ValueError("no frames to estimate BatchNorm statistics on")

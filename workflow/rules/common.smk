@@ -53,7 +53,7 @@ wildcard_constraints:
     seed=r"\d+",
     k=r"\d+",
     n=r"\d+",
-    model=r"m0|oracle|round\d+/(adv|ssl\d+)",
+    model=r"m0|oracle|m0_target_bn|round\d+/(adv|ssl\d+)",
 
 
 def run_root(w):
@@ -261,6 +261,8 @@ def evaluated_models():
         models.update({f"round{k}_ssl{n}": f"round{k}/ssl{n}" for n in range(1, N + 1)})
     if config["oracle"]:
         models["oracle"] = "oracle"
+    if config["m0_target_bn"]:
+        models["m0_target_bn"] = "m0_target_bn"
     return models
 
 

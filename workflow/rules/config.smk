@@ -47,6 +47,9 @@ def validate_config(cfg):
     if full["target"]["report_split"] == full["target"]["val_split"]:
         config_error("config key 'target.report_split': the split settings are chosen on (target.val_split); "
                      "report on another (stages/hold_out.py cuts one in two)")
+    if full["m0_target_bn"] and full["segmenter"]["backbone"].startswith("vgg"):
+        config_error(f"config key 'm0_target_bn': segmenter.backbone {full['segmenter']['backbone']} (FCN-8s) has no "
+                     "BatchNorm statistics to re-estimate")
     if (full["source"]["root"] is None) != (full["target"]["root"] is None):
         config_error("config keys 'source.root' and 'target.root': give both (real data) or neither (demo pair)")
     results = Path(full["results"])

@@ -70,6 +70,31 @@ rule evaluate_report:
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
+# m0_target_bn: M0 with the target's BatchNorm statistics, the normalisation-only yardstick (a row after the oracle)
+rule target_bn:
+    input:
+        data_inputs(),
+        cache_of("target"),
+        segmenter=f"{RS}/m0/segmenter.pt",
+    output:
+        f"{RS}/m0_target_bn/segmenter.pt",
+    params:
+        args=lambda w: " ".join([data_flags("target"), cache_flags("target"), PROTOCOL]),
+        runtime=RUNTIME,
+    benchmark:
+        f"{RS}/benchmarks/m0_target_bn/target_bn.tsv"
+    log:
+        f"{RS}/logs/m0_target_bn/target_bn.log",
+    conda:
+        "../envs/bdl.yaml"
+    threads: RT["threads"]
+    resources:
+        **res("gpu"),
+    shell:
+        "BDL_GPUS={resources.gpu} python \"$BDL_STAGES/target_bn.py\" --segmenter {input.segmenter:q} {params.args} {params.runtime}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
 rule collect_metrics:
     input:
         [f"{RS}/{folder}/eval.json" for folder in evaluated_models().values()],
