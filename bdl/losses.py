@@ -66,4 +66,5 @@ def perceptual(segmenter, real01: torch.Tensor, other01: torch.Tensor, real_logi
     if real_logits is None:
         with torch.no_grad():
             real_logits = segmenter(real01)
-    return F.mse_loss(instance_norm_logits((other_segmenter or segmenter)(other01)), instance_norm_logits(real_logits))
+    judge = segmenter if other_segmenter is None else other_segmenter
+    return F.mse_loss(instance_norm_logits(judge(other01)), instance_norm_logits(real_logits))

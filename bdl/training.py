@@ -45,10 +45,16 @@ def set_lr(optimizer, lr: float) -> None:
 WATCH_ARGS = ("losses", "curves", "tensorboard", "eval_every", "eval_split", "samples")
 
 
+# switches added since partial checkpoints were first written, left out of the fingerprint while off (their old
+# behaviour), so that a run interrupted before they existed resumes
+LATER_SWITCHES = ("domain_bn",)
+
+
 def args_fingerprint(args: dict, ignore=("threads", "device", "workers", "procs", "checkpoint_every", "log_every",
                                          "stop_before_limit", *WATCH_ARGS)) -> str:
     """A hash of the settings that change results; resuming is allowed only into the same fingerprint."""
-    kept = {k: v for k, v in sorted(args.items()) if k not in ignore and k != "out"}
+    kept = {k: v for k, v in sorted(args.items())
+            if k not in ignore and k != "out" and not (k in LATER_SWITCHES and v is False)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -4,7 +4,7 @@ columns model, round, ssl_step, miou, miou16, miou13, one IoU column per class, 
 scored the model (stages/evaluate.py --help; empty for an evaluation made before the JSON recorded it).
 
   python stages/collect_metrics.py --eval m0=results/m0/eval.json round1_adv=... --out results/metrics.tsv
-Model names follow the workflow: m0, round<k>_adv, round<k>_ssl<n>, oracle.
+Model names follow the workflow: m0, round<k>_adv, round<k>_ssl<n>, oracle, m0_target_bn.
 """
 
 import argparse

@@ -35,6 +35,7 @@ def main(args):
 
     from bdl.artifacts import atomic_path, read_attrs
     from bdl.data.labels import CLASS_NAMES
+    from bdl.seeds import YARDSTICKS
 
     def fmt(v):
         return "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
@@ -42,7 +43,7 @@ def main(args):
     rows = []
     evals = [(name, json.loads(path.read_text())) for name, path in name_path_pairs(args.eval, "--eval")]
     for (prev_name, prev), (name, cur) in zip(evals, evals[1:]):
-        if name in ("oracle", "m0_target_bn") or prev_name in ("oracle", "m0_target_bn"):  # yardsticks, not steps
+        if name in YARDSTICKS or prev_name in YARDSTICKS:  # yardsticks, not steps of the loop
             continue
         deltas = [None if cur["per_class"][c] is None or prev["per_class"][c] is None
                   else cur["per_class"][c] - prev["per_class"][c] for c in CLASS_NAMES]

@@ -34,10 +34,10 @@ def get_args_parser():
     p.add_argument("--split", default=default("target.val_split"), help="split to evaluate (Cityscapes layout)")
     p.add_argument("--predictions", help="folder for the prediction PNGs (<name>.png, <name>_pred.png)")
     p.add_argument("--num-predictions", type=int, default=default("evaluate.num_predictions"))
-    p.add_argument("--target-bn", action="store_true",
-                   help="score M with its BatchNorm statistics re-estimated on the unlabelled target frames of "
-                        "--target-split (AdaBN): for M0, the source-only baseline that uses the target's images only "
-                        "to normalise; recorded in the JSON as target_bn")
+    p.add_argument("--target-bn", nargs="?", const=default("target.train_split"), metavar="SPLIT",
+                   help="score M with its BatchNorm statistics re-estimated on the unlabelled target frames of SPLIT "
+                        "(default: %(const)s; never the split scored) (AdaBN): for M0, the source-only baseline that "
+                        "uses the target's images only to normalise; recorded in the JSON as target_bn")
     p.add_argument("--pseudo", help="pseudo-label set this model made: also score such pseudo-labels on this split")
     add_protocol_arg(p, "how images are resized and M's output brought to the label's size (above)")
     add_runtime_args(p, out="metrics (.json)")
@@ -65,7 +65,10 @@ def main(args):
 
         if not has_batchnorm(model):
             raise BDLError(f"{args.segmenter}: --target-bn, but this model has no BatchNorm statistics")
-        model = with_domain_statistics(model, image_set(args, "target", False), device)
+        if args.target_bn == args.split:
+            raise BDLError(f"--target-bn {args.target_bn}: the statistics would come from the frames scored (--split)")
+        model = with_domain_statistics(model, image_set(args, "target", False, spec=dataset_spec(
+            args, "target", split=args.target_bn)), device)
     spec = dataset_spec(args, "target", split=args.split)
     samples = spec.samples(with_labels=True, split=args.split)
     ds = SegmentationDataset(samples, None, args.target_size, protocol=args.protocol)
@@ -80,7 +83,7 @@ def main(args):
     if not World.from_env().main:  # every rank has the summed counts; rank 0 writes
         return
     result = cm.summary() | {"segmenter": str(args.segmenter), "split": args.split, "images": len(ds),
-                             "protocol": args.protocol} | ({"target_bn": args.target_split} if args.target_bn else {})
+                             "protocol": args.protocol} | ({"target_bn": args.target_bn} if args.target_bn else {})
     if pl is not None:
         result["pseudo_label_on_val"] = {
             "source": str(args.pseudo),

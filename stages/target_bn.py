@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bdl import BDLError, cli  # noqa: E402
+from bdl.defaults import default  # noqa: E402
 
 
 def get_args_parser():
@@ -24,12 +25,16 @@ def get_args_parser():
     cli.add_dataset_args(p, "target", "unlabelled target frames whose statistics M takes (--target-split)")
     cli.add_cache_arg(p, "target")
     cli.add_protocol_arg(p)
+    p.add_argument("--batch-size", type=int, default=default("runtime.inference_batch_size"),
+                   help="frames per forward pass (each batch's statistics are averaged, weighted by its frames)")
     cli.add_runtime_args(p, out="segmenter checkpoint with the target's statistics (.pt)")
+    cli.add_procs_arg(p)  # taken with the workflow's runtime flags; every process makes the same estimate
     return p
 
 
 def main(args):
     from bdl.artifacts import load_checkpoint, save_checkpoint
+    from bdl.distributed import World
     from bdl.models import segmenter_from_checkpoint
     from bdl.models.bn_stats import MAX_FRAMES, has_batchnorm, with_domain_statistics
     from bdl.runtime import start_process
@@ -41,12 +46,14 @@ def main(args):
         raise BDLError(f"{args.segmenter}: no BatchNorm statistics to re-estimate (backbone "
                        f"{state['arch'].get('backbone')}; config m0_target_bn)")
     frames = cli.image_set(args, "target", False)
-    twin = with_domain_statistics(model, frames, device)
+    twin = with_domain_statistics(model, frames, device, batch_size=args.batch_size)
     used = min(len(frames), MAX_FRAMES)
+    if not World.from_env().main:
+        return
     save_checkpoint(args.out, {"kind": "segmenter", "model": twin.cpu().state_dict(), "arch": state["arch"],
-                               "args": state.get("args", {}),
+                               "args": cli.recorded_args(args),
                                "target_bn": {"from": str(args.segmenter), "split": args.target_split,
-                                             "frames": used}})
+                                             "frames": used, "batch_size": args.batch_size}})
     print(f"{args.out}: {args.segmenter} with BatchNorm statistics of {used} "
           f"{args.target_split} frames", file=sys.stderr)
 

@@ -84,16 +84,17 @@ def test_the_target_statistics_row_is_a_yardstick_not_a_step(tmp_path):
     """m0_target_bn after the oracle: above the final model, it is neither the best row nor a losing step; the
     final model's change over it comes last among the changes, and the plot draws it as a line."""
     rows = "m0\t0\t0\t10\t1\t1\nround1_adv\t1\t0\t{}\t1\t1\noracle\t\t\t30\t1\t1\nm0_target_bn\t\t\t{}\t1\t1\n"
-    (tmp_path / "a.tsv").write_text(HEAD + rows.format(15, 16))
-    (tmp_path / "b.tsv").write_text(HEAD + rows.format(19, 17))
+    (tmp_path / "a.tsv").write_text(HEAD + rows.format(15, 18))
+    (tmp_path / "b.tsv").write_text(HEAD + rows.format(19, 19))
     proc = run_stage("seed_summary", "--metrics", f"0={tmp_path / 'a.tsv'}", f"1={tmp_path / 'b.tsv'}",
                      "--out", tmp_path / "s.tsv", "--checks", tmp_path / "s.json", "--plot", tmp_path / "s.png")
     checks = json.loads((tmp_path / "s.json").read_text())
     assert checks["final"] == "round1_adv" and checks["best"] == "round1_adv" and checks["losing_steps"] == []
     assert checks["gap_closed"] == pytest.approx(7 / 20, abs=1e-4)
     last = checks["step_changes"][-1]
-    assert (last["before"], last["after"], last["mean"], last["gains_on"]) == ("m0_target_bn", "round1_adv", 0.5, 1)
-    assert "  round1_adv - m0_target_bn, final against M0 with the target's statistics: +0.50 ± 2.12" in proc.stdout
+    assert (last["before"], last["after"], last["mean"], last["gains_on"]) == ("m0_target_bn", "round1_adv", -1.5, 0)
+    assert "  round1_adv - m0_target_bn, final against M0 with the target's statistics: -1.50 ± 2.12" in proc.stdout
+    assert "m0_target_bn" not in "".join(checks["losing_steps"])
 
 
 def test_seed_summary_stage(tmp_path):

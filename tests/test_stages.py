@@ -140,6 +140,9 @@ def test_evaluate_with_target_statistics(chain, tiny_demo):
                   "--threads", "1", *extra, "--out", chain / f"eval_{name}.json")
         scores[name] = json.loads((chain / f"eval_{name}.json").read_text())
     assert "target_bn" not in scores["saved"] and scores["target_bn"]["target_bn"] == "train"
+    same = run_stage("evaluate", "--segmenter", chain / "m0.pt", *target_flags(tiny_demo), "--split", "val",
+                     "--target-bn", "val", "--out", chain / "never.json", check=False)
+    assert same.returncode == 2 and "the statistics would come from the frames scored" in same.stderr
     assert scores["saved"]["pixel_accuracy"] != scores["target_bn"]["pixel_accuracy"]
     # the same model saved by stages/target_bn.py: weights as M0's, statistics as evaluate --target-bn's
     run_stage("target_bn", "--segmenter", chain / "m0.pt", *target_flags(tiny_demo), "--threads", "1",

@@ -39,3 +39,12 @@ def test_freed_activations_stay_in_the_heap_instead_of_being_faulted_in_again():
                                        check=True).stdout) for mode in ("keep", "mapped")}
     assert faults["mapped"] >= 5 * 12 * 2048 * 0.9, faults
     assert faults["keep"] <= 2 * 2048, faults
+
+
+def test_a_later_switch_left_off_keeps_the_fingerprint():
+    """A partial checkpoint written before --domain-bn existed resumes into a run without it; with it on, not."""
+    from bdl.training import args_fingerprint
+
+    before = {"lr": 0.1, "iterations": 10}
+    assert args_fingerprint(before | {"domain_bn": False}) == args_fingerprint(before)
+    assert args_fingerprint(before | {"domain_bn": True}) != args_fingerprint(before)

@@ -86,7 +86,7 @@ def train_translator(arch, source_loader, target_loader, segmenter, cfg: Transla
     pool_a, pool_b = ImagePool(cfg.pool_size, gen, device), ImagePool(cfg.pool_size, gen, device)
     gan = GANLoss(cfg.gan_mode)
     use_per = segmenter is not None and (cfg.lambda_per > 0 or cfg.lambda_per_recon > 0)
-    seg_A, seg_B = segmenter, segmenter_b or segmenter
+    seg_A, seg_B = segmenter, segmenter if segmenter_b is None else segmenter_b
     if use_per:  # M is a fixed judge of semantics here: eval mode, no gradient into its weights
         for judge in {id(seg_A): seg_A, id(seg_B): seg_B}.values():
             compute.model(judge).eval()

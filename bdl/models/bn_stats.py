@@ -31,7 +31,7 @@ def with_domain_statistics(model: nn.Module, dataset, device, batch_size: int = 
         raise ValueError("no frames to estimate BatchNorm statistics on")
     n = len(dataset)
     picks = list(range(n)) if n <= max_frames else [i * n // max_frames for i in range(max_frames)]
-    twin = copy.deepcopy(model).to(device)
+    twin = copy.deepcopy(model).to(device).eval()  # only BatchNorm gathers: dropout and the like stay off
     layers = [m for m in twin.modules() if isinstance(m, _BN)]
     for m in layers:  # layer by layer: a model that keeps its BatchNorm frozen (freeze_bn) would not let train()
         m.reset_running_stats()

@@ -79,7 +79,9 @@ rule target_bn:
     output:
         f"{RS}/m0_target_bn/segmenter.pt",
     params:
-        args=lambda w: " ".join([data_flags("target"), cache_flags("target"), PROTOCOL]),
+        args=lambda w: " ".join(
+            [data_flags("target"), cache_flags("target"), flags(batch_size=RT["inference_batch_size"])]
+        ),
         runtime=RUNTIME,
     benchmark:
         f"{RS}/benchmarks/m0_target_bn/target_bn.tsv"
