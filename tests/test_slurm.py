@@ -18,7 +18,7 @@ from PIL import Image
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = {"train_m0", "train_oracle", "train_translator", "train_adversarial", "train_ssl",
-             "translate", "pseudo_label", "evaluate", "evaluate_report"}
+             "translate", "pseudo_label", "evaluate", "evaluate_report", "target_bn"}
 # seconds of work each: they run on the submit host
 LOCAL_RULES = {"collect_metrics", "collect_metrics_report", "seed_summary", "seed_summary_report", "diagnostics",
                "gallery_translated", "gallery_pseudo", "viewer", "sample_translated", "final_model"}
